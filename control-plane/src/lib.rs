@@ -1,0 +1,1 @@
+//! keel-control-plane: the apiserver, its storage, the scheduler and the controllers.

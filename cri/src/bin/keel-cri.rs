@@ -1,0 +1,2 @@
+//! keel-cri: the CRI v1 server binary.
+fn main() {}

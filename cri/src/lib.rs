@@ -1,0 +1,2 @@
+//! keel-cri: a CRI v1 runtime. See ARCHITECTURE.md for the module map.
+pub mod config;

@@ -1,0 +1,1 @@
+//! keel-netkit: Linux networking shared by several Keel components (network namespaces, rtnetlink, nftables).
