@@ -184,18 +184,27 @@ impl Config {
         }
         for (key, dir) in [("root", &self.root), ("state", &self.state)] {
             if !dir.is_absolute() {
-                return Err(invalid(key, format!("{} is not an absolute path", dir.display())));
+                return Err(invalid(
+                    key,
+                    format!("{} is not an absolute path", dir.display()),
+                ));
             }
         }
         if !self.runtimes.contains_key(&self.default_runtime) {
             return Err(invalid(
                 "default_runtime",
-                format!("no [runtimes.{}] handler is configured", self.default_runtime),
+                format!(
+                    "no [runtimes.{}] handler is configured",
+                    self.default_runtime
+                ),
             ));
         }
         for (name, handler) in &self.runtimes {
             if handler.path.as_os_str().is_empty() {
-                return Err(invalid(&format!("runtimes.{name}.path"), "is empty".to_string()));
+                return Err(invalid(
+                    &format!("runtimes.{name}.path"),
+                    "is empty".to_string(),
+                ));
             }
         }
         for (host, reg) in &self.registry {
@@ -288,14 +297,20 @@ mirrors = ["http://127.0.0.1:5000"]
             ("listen = \"tcp://x\"", "listen"),
             ("root = \"relative\"", "root"),
             ("default_runtime = \"nope\"", "default_runtime"),
-            ("[registry.\"a\"]\nmirrors = [\"ftp://x\"]", "registry.\"a\".mirrors"),
+            (
+                "[registry.\"a\"]\nmirrors = [\"ftp://x\"]",
+                "registry.\"a\".mirrors",
+            ),
             ("bogus = 1", "bogus"),
             ("cgroup_driver = \"weird\"", "weird"),
             ("root = [", "cri.toml"),
         ];
         for (text, needle) in cases {
             let err = parse(text).expect_err(text).to_string();
-            assert!(err.contains(needle), "{text:?} gave {err:?}, want it to name {needle:?}");
+            assert!(
+                err.contains(needle),
+                "{text:?} gave {err:?}, want it to name {needle:?}"
+            );
         }
     }
 }

@@ -1,2 +1,4 @@
 //! keel-cri: a CRI v1 runtime. See ARCHITECTURE.md for the module map.
 pub mod config;
+pub mod container;
+pub mod monitor;

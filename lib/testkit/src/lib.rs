@@ -50,9 +50,13 @@ pub fn require_registry(test: &str) -> bool {
         return true;
     }
     if in_ci() {
-        panic!("{test}: the test registry at {addr} is not reachable (run hack/test-images.sh), and CI is set");
+        panic!(
+            "{test}: the test registry at {addr} is not reachable (run hack/test-images.sh), and CI is set"
+        );
     }
-    eprintln!("skipping {test}: the test registry at {addr} is not reachable (run hack/test-images.sh)");
+    eprintln!(
+        "skipping {test}: the test registry at {addr} is not reachable (run hack/test-images.sh)"
+    );
     false
 }
 
@@ -115,7 +119,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
     }
 }
 

@@ -1,0 +1,3 @@
+//! Containers: building what the runtime needs (OCI spec, rootfs), and the container lifecycle.
+pub mod spec;
+pub mod user;
