@@ -2,3 +2,4 @@
 pub mod config;
 pub mod container;
 pub mod monitor;
+pub mod sandbox;

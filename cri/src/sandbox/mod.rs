@@ -1,0 +1,4 @@
+//! Pod sandboxes: their namespaces, shared files, network, and lifecycle.
+pub mod files;
+pub mod namespaces;
+pub mod pidns;
