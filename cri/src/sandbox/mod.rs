@@ -1,4 +1,5 @@
 //! Pod sandboxes: their namespaces, shared files, network, and lifecycle.
 pub mod files;
+pub mod lifecycle;
 pub mod namespaces;
 pub mod pidns;

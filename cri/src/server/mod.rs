@@ -1,0 +1,5 @@
+//! The gRPC side of keel-cri: the CRI services on a unix socket. One file per service;
+//! `status` holds the single error-to-Status mapping.
+
+pub mod runtime;
+pub mod status;
