@@ -5,7 +5,7 @@
 //! Owns spawning, finding again after a restart, and stopping the holder. The holder does
 //! nothing but reap orphans and wait for SIGTERM/SIGKILL.
 
-use std::io::Read;
+use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,9 +54,11 @@ pub fn spawn(monitor_binary: &Path, state: &Path, id: &str) -> Result<PidHolder,
         binary: monitor_binary.to_path_buf(),
         source,
     })?;
+    // One line: the holder's init keeps nothing of stdout open, but reading to EOF would also
+    // wait on anything it inherited.
     let mut out = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut out);
+    if let Some(o) = child.stdout.take() {
+        let _ = std::io::BufReader::new(o).read_line(&mut out);
     }
     let _ = child.wait();
     let pid: i32 = out
@@ -123,6 +125,14 @@ pub fn run_holder() -> i32 {
 }
 
 fn holder_loop() -> i32 {
+    // Let go of the pipe keel-cri reads the pid from, so that its reader sees the end of it.
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        for fd in 0..=2 {
+            // SAFETY: dup2 onto the standard descriptors of this single-threaded process.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
     let mut set = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
         set.add(s);
