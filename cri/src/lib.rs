@@ -2,9 +2,9 @@
 pub mod config;
 pub mod container;
 pub mod monitor;
-pub mod sandbox;
-pub mod store;
-pub mod undo;
 pub mod oci_runtime;
 pub mod runtime;
+pub mod sandbox;
 pub mod server;
+pub mod store;
+pub mod undo;

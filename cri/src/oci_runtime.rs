@@ -65,7 +65,13 @@ impl OciRuntime {
     }
 
     /// The `create` command line (program first), for the monitor to run with its pipes as stdio.
-    pub fn create_argv(&self, id: &str, bundle: &Path, pid_file: &Path, log: &Path) -> Vec<OsString> {
+    pub fn create_argv(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        log: &Path,
+    ) -> Vec<OsString> {
         let mut v: Vec<OsString> = vec![self.binary.clone().into()];
         v.extend(self.global_args());
         v.extend([
@@ -139,7 +145,8 @@ impl OciRuntime {
     }
 
     pub async fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
-        self.run("delete", id, if force { &["--force"] } else { &[] }).await
+        self.run("delete", id, if force { &["--force"] } else { &[] })
+            .await
     }
 
     /// Runs `process` (an OCI Process JSON) in the container and collects its output; with a
@@ -230,10 +237,10 @@ fn tempfile_dir(root: &Path) -> std::io::Result<PathBuf> {
 fn error_message(stderr: &[u8], stdout: &[u8]) -> String {
     let text = String::from_utf8_lossy(if stderr.is_empty() { stdout } else { stderr });
     for line in text.lines().rev() {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-            if let Some(m) = v.get("msg").and_then(|m| m.as_str()) {
-                return m.to_string();
-            }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+            && let Some(m) = v.get("msg").and_then(|m| m.as_str())
+        {
+            return m.to_string();
         }
     }
     let t = text.trim();

@@ -121,7 +121,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("root", &self.config.root).finish()
+        f.debug_struct("Runtime")
+            .field("root", &self.config.root)
+            .finish()
     }
 }
 
@@ -131,18 +133,18 @@ pub fn find_binary(name: &Path) -> PathBuf {
     if name.is_absolute() || name.components().count() > 1 {
         return name.to_path_buf();
     }
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            let candidate = dir.join(name);
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+        // Test binaries live in target/<profile>/deps; the daemons one level up.
+        if let Some(up) = dir.parent() {
+            let candidate = up.join(name);
             if candidate.is_file() {
                 return candidate;
-            }
-            // Test binaries live in target/<profile>/deps; the daemons one level up.
-            if let Some(up) = dir.parent() {
-                let candidate = up.join(name);
-                if candidate.is_file() {
-                    return candidate;
-                }
             }
         }
     }
@@ -279,7 +281,8 @@ impl Runtime {
                     let _ = self.names.reserve(&rec.name, &rec.id);
                     let done = matches!(
                         rec.state,
-                        crate::store::ContainerState::Exited | crate::store::ContainerState::Unknown
+                        crate::store::ContainerState::Exited
+                            | crate::store::ContainerState::Unknown
                     );
                     let (tx, _) = watch::channel(done);
                     let handle = (!done).then(|| {

@@ -219,7 +219,14 @@ mod tests {
     fn json_round_trip() {
         let d = tempfile::tempdir().expect("tmp");
         let p = d.path().join("x.json");
-        write_json(&p, &MountRecord { container_path: "/a".into(), ..Default::default() }).expect("write");
+        write_json(
+            &p,
+            &MountRecord {
+                container_path: "/a".into(),
+                ..Default::default()
+            },
+        )
+        .expect("write");
         let back: MountRecord = read_json(&p).expect("read");
         assert_eq!(back.container_path, "/a");
         assert!(read_json::<MountRecord>(&d.path().join("missing")).is_err());

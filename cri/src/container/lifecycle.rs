@@ -40,13 +40,18 @@ impl Runtime {
             .ok_or_else(|| Error::NotFound(format!("pod sandbox {sandbox_id:?} not found")))?;
         let sb = sandbox.record.lock().await.clone();
         if sb.state != SandboxState::Ready {
-            return Err(Error::FailedPrecondition(format!("pod sandbox {} is not ready", sb.id)));
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {} is not ready",
+                sb.id
+            )));
         }
         let meta = config
             .metadata
             .as_ref()
             .filter(|m| !m.name.is_empty())
-            .ok_or_else(|| Error::InvalidArgument("container config has no metadata.name".into()))?;
+            .ok_or_else(|| {
+                Error::InvalidArgument("container config has no metadata.name".into())
+            })?;
         let image_name = config
             .image
             .as_ref()
@@ -100,7 +105,10 @@ impl Runtime {
             });
         }
 
-        let sc = config.linux.as_ref().and_then(|l| l.security_context.as_ref());
+        let sc = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref());
         let resolved_user = user::resolve(
             &rootfs_dir,
             &user::UserRequest {
@@ -146,14 +154,18 @@ impl Runtime {
         for note in &built.notes {
             tracing::warn!(container = %id, "{note}");
         }
-        let cgroups_path = built.spec["linux"]["cgroupsPath"].as_str().unwrap_or_default().to_string();
+        let cgroups_path = built.spec["linux"]["cgroupsPath"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         std::fs::write(bundle.join("config.json"), built.spec.to_string())
             .map_err(|e| Error::internal("writing config.json", e))?;
 
         let log_path = if !sb.log_directory.is_empty() && !config.log_path.is_empty() {
             let p = PathBuf::from(&sb.log_directory).join(&config.log_path);
             if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::internal(parent.display(), e))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::internal(parent.display(), e))?;
             }
             Some(p)
         } else {
@@ -210,7 +222,9 @@ impl Runtime {
             pid: started.init_pid,
             monitor_pid: started.monitor_pid,
             monitor_start_time: started.monitor_start_time,
-            log_path: log_path.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+            log_path: log_path
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             stop_signal: image.stop_signal.clone(),
             cgroups_path,
             mounts: config
@@ -223,15 +237,30 @@ impl Runtime {
                     propagation: m.propagation,
                 })
                 .collect(),
-            labels: config.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            annotations: config.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            labels: config
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            annotations: config
+                .annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
-        store::write_json(&dir.join("container.json"), &record).map_err(|e| Error::Internal(e.to_string()))?;
+        store::write_json(&dir.join("container.json"), &record)
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let (tx, _) = watch::channel(false);
         self.containers
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), Arc::new(ContainerEntry { record: Mutex::new(record), exited: tx }));
+            .insert(
+                id.clone(),
+                Arc::new(ContainerEntry {
+                    record: Mutex::new(record),
+                    exited: tx,
+                }),
+            );
         undo.disarm();
         self.watch_monitor(id.clone(), started.handle);
         tracing::info!(container = %id, %name, "container created");
@@ -279,7 +308,8 @@ impl Runtime {
                 rec.exit_code = 255;
                 rec.finished_at = store::now_ns();
                 rec.reason = "Unknown".to_string();
-                rec.message = "the container's monitor exited without recording an exit status".to_string();
+                rec.message =
+                    "the container's monitor exited without recording an exit status".to_string();
             }
         }
         if let Err(e) = store::write_json(&self.container_dir(id).join("container.json"), &*rec) {
@@ -320,24 +350,36 @@ impl Runtime {
         }
         let (cid, handler, state, signal) = {
             let r = entry.record.lock().await;
-            (r.id.clone(), r.runtime_handler.clone(), r.state, r.stop_signal.clone())
+            (
+                r.id.clone(),
+                r.runtime_handler.clone(),
+                r.state,
+                r.stop_signal.clone(),
+            )
         };
         let runtime = self.oci_runtime(&handler)?;
         if state == ContainerState::Running && timeout_secs > 0 {
-            let signal = if signal.is_empty() { "SIGTERM".to_string() } else { signal };
+            let signal = if signal.is_empty() {
+                "SIGTERM".to_string()
+            } else {
+                signal
+            };
             if let Err(e) = runtime.kill(&cid, &signal, false).await {
                 tracing::debug!(container = %cid, "stop signal: {e}");
             }
             let wait = Duration::from_secs(timeout_secs as u64);
-            if tokio::time::timeout(wait, exited.wait_for(|e| *e)).await.is_ok() {
+            if tokio::time::timeout(wait, exited.wait_for(|e| *e))
+                .await
+                .is_ok()
+            {
                 return Ok(());
             }
             tracing::info!(container = %cid, "did not stop within {timeout_secs}s: killing");
         }
-        if let Err(e) = runtime.kill(&cid, "SIGKILL", true).await {
-            if !*exited.borrow() {
-                tracing::debug!(container = %cid, "SIGKILL: {e}");
-            }
+        if let Err(e) = runtime.kill(&cid, "SIGKILL", true).await
+            && !*exited.borrow()
+        {
+            tracing::debug!(container = %cid, "SIGKILL: {e}");
         }
         match tokio::time::timeout(KILL_WAIT, exited.wait_for(|e| *e)).await {
             Ok(_) => Ok(()),
@@ -355,18 +397,19 @@ impl Runtime {
         self.stop_container(&cid, 0).await?;
         let rec = entry.record.lock().await;
         let runtime = self.oci_runtime(&rec.runtime_handler)?;
-        if let Err(e) = runtime.delete(&rec.id, true).await {
-            if !e.is_not_found() {
-                return Err(rt_err(e));
-            }
+        if let Err(e) = runtime.delete(&rec.id, true).await
+            && !e.is_not_found()
+        {
+            return Err(rt_err(e));
         }
         let dir = self.container_dir(&rec.id);
-        rootfs::unmount(&dir.join("bundle").join("rootfs")).map_err(|e| Error::Internal(e.to_string()))?;
+        rootfs::unmount(&dir.join("bundle").join("rootfs"))
+            .map_err(|e| Error::Internal(e.to_string()))?;
         for d in [dir, self.monitor_dir(&rec.id)] {
-            if let Err(e) = std::fs::remove_dir_all(&d) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(Error::internal(d.display(), e));
-                }
+            if let Err(e) = std::fs::remove_dir_all(&d)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(Error::internal(d.display(), e));
             }
         }
         self.images.release(&rec.id);
@@ -390,13 +433,19 @@ impl Runtime {
         let rec = entry.record.lock().await;
         let status = cri::ContainerStatus {
             id: rec.id.clone(),
-            metadata: Some(cri::ContainerMetadata { name: rec.meta_name.clone(), attempt: rec.attempt }),
+            metadata: Some(cri::ContainerMetadata {
+                name: rec.meta_name.clone(),
+                attempt: rec.attempt,
+            }),
             state: container_state(rec.state) as i32,
             created_at: rec.created_at,
             started_at: rec.started_at,
             finished_at: rec.finished_at,
             exit_code: rec.exit_code,
-            image: Some(cri::ImageSpec { image: rec.image.clone(), ..Default::default() }),
+            image: Some(cri::ImageSpec {
+                image: rec.image.clone(),
+                ..Default::default()
+            }),
             image_ref: rec.image_ref.clone(),
             reason: rec.reason.clone(),
             message: rec.message.clone(),
@@ -419,12 +468,18 @@ impl Runtime {
         };
         let mut info = BTreeMap::new();
         if verbose {
-            info.insert("info".to_string(), serde_json::to_string(&*rec).unwrap_or_default());
+            info.insert(
+                "info".to_string(),
+                serde_json::to_string(&*rec).unwrap_or_default(),
+            );
         }
         Ok((status, info))
     }
 
-    pub async fn list_containers(&self, filter: Option<&cri::ContainerFilter>) -> Vec<cri::Container> {
+    pub async fn list_containers(
+        &self,
+        filter: Option<&cri::ContainerFilter>,
+    ) -> Vec<cri::Container> {
         let mut out = Vec::new();
         for e in self.all_containers() {
             let rec = e.record.lock().await;
@@ -435,20 +490,30 @@ impl Runtime {
                 if !f.pod_sandbox_id.is_empty() && !rec.sandbox_id.starts_with(&f.pod_sandbox_id) {
                     continue;
                 }
-                if let Some(s) = &f.state {
-                    if s.state != container_state(rec.state) as i32 {
-                        continue;
-                    }
+                if let Some(s) = &f.state
+                    && s.state != container_state(rec.state) as i32
+                {
+                    continue;
                 }
-                if !f.label_selector.iter().all(|(k, v)| rec.labels.get(k) == Some(v)) {
+                if !f
+                    .label_selector
+                    .iter()
+                    .all(|(k, v)| rec.labels.get(k) == Some(v))
+                {
                     continue;
                 }
             }
             out.push(cri::Container {
                 id: rec.id.clone(),
                 pod_sandbox_id: rec.sandbox_id.clone(),
-                metadata: Some(cri::ContainerMetadata { name: rec.meta_name.clone(), attempt: rec.attempt }),
-                image: Some(cri::ImageSpec { image: rec.image.clone(), ..Default::default() }),
+                metadata: Some(cri::ContainerMetadata {
+                    name: rec.meta_name.clone(),
+                    attempt: rec.attempt,
+                }),
+                image: Some(cri::ImageSpec {
+                    image: rec.image.clone(),
+                    ..Default::default()
+                }),
                 image_ref: rec.image_ref.clone(),
                 state: container_state(rec.state) as i32,
                 created_at: rec.created_at,
@@ -497,12 +562,15 @@ impl Runtime {
         }
         let timeout = (timeout_secs > 0).then(|| Duration::from_secs(timeout_secs as u64));
         let runtime = self.oci_runtime(&handler)?;
-        runtime.exec(&cid, &process, timeout).await.map_err(|e| match e {
-            crate::oci_runtime::Error::Timeout { .. } => Error::DeadlineExceeded(format!(
-                "command {cmd:?} timed out after {timeout_secs}s"
-            )),
-            other => rt_err(other),
-        })
+        runtime
+            .exec(&cid, &process, timeout)
+            .await
+            .map_err(|e| match e {
+                crate::oci_runtime::Error::Timeout { .. } => Error::DeadlineExceeded(format!(
+                    "command {cmd:?} timed out after {timeout_secs}s"
+                )),
+                other => rt_err(other),
+            })
     }
 }
 
@@ -523,16 +591,28 @@ fn oom_killed(cgroups_path: &str) -> bool {
     let rel = cgroups_path.trim_start_matches('/');
     let unified = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let (file, path) = if unified {
-        ("memory.events", PathBuf::from("/sys/fs/cgroup").join(rel).join("memory.events"))
+        (
+            "memory.events",
+            PathBuf::from("/sys/fs/cgroup")
+                .join(rel)
+                .join("memory.events"),
+        )
     } else {
-        ("memory.oom_control", PathBuf::from("/sys/fs/cgroup/memory").join(rel).join("memory.oom_control"))
+        (
+            "memory.oom_control",
+            PathBuf::from("/sys/fs/cgroup/memory")
+                .join(rel)
+                .join("memory.oom_control"),
+        )
     };
     let _ = file;
     std::fs::read_to_string(path)
         .ok()
         .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse::<u64>().ok()))
+            t.lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
         })
         .is_some_and(|n| n > 0)
 }

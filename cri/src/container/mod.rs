@@ -1,5 +1,5 @@
 //! Containers: building what the runtime needs (OCI spec, rootfs), and the container lifecycle.
-pub mod spec;
 pub mod lifecycle;
 pub mod rootfs;
+pub mod spec;
 pub mod user;

@@ -48,8 +48,14 @@ pub fn mount(layers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Re
             data.len()
         )));
     }
-    nix::mount::mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
-        .map_err(|e| err(format!("overlay: {e}")))
+    nix::mount::mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| err(format!("overlay: {e}")))
 }
 
 /// Unmounts the rootfs; not mounted is fine.

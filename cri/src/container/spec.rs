@@ -478,10 +478,10 @@ pub fn build(input: &SpecInput<'_>) -> Result<Built, Error> {
         .map(|m| m.container_path.as_str())
         .collect();
     let mut shared = |dest: &str, src: Option<&PathBuf>, ro: bool| {
-        if let Some(src) = src {
-            if !requested.iter().any(|r| r.trim_end_matches('/') == dest) {
-                mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": bind_options(ro, 0)}));
-            }
+        if let Some(src) = src
+            && !requested.iter().any(|r| r.trim_end_matches('/') == dest)
+        {
+            mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": bind_options(ro, 0)}));
         }
     };
     let host_shm = PathBuf::from("/dev/shm");

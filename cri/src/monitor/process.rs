@@ -304,10 +304,10 @@ impl Monitor {
                 }
             }
             if !records.is_empty() {
-                if let Some(f) = &mut log {
-                    if let Err(e) = f.write_all(&records) {
-                        note(diag, &format!("writing log: {e}"));
-                    }
+                if let Some(f) = &mut log
+                    && let Err(e) = f.write_all(&records)
+                {
+                    note(diag, &format!("writing log: {e}"));
                 }
                 records.clear();
             }
@@ -378,10 +378,10 @@ impl Monitor {
     fn read_raw(&mut self, into: &mut Vec<u8>) {
         let mut buf = [0u8; 4096];
         for slot in [&mut self.stdout, &mut self.stderr] {
-            if let Some(n) = read_some(slot, &mut buf) {
-                if into.len() < 64 * 1024 {
-                    into.extend_from_slice(&buf[..n]);
-                }
+            if let Some(n) = read_some(slot, &mut buf)
+                && into.len() < 64 * 1024
+            {
+                into.extend_from_slice(&buf[..n]);
             }
         }
         while let Ok(Some(_)) = self.signals.read_signal() {}

@@ -45,12 +45,17 @@ mod tests {
     fn renders_dns_config() {
         let dns = cri::DnsConfig {
             servers: vec!["10.96.0.10".into()],
-            searches: vec!["default.svc.cluster.local".into(), "svc.cluster.local".into()],
+            searches: vec![
+                "default.svc.cluster.local".into(),
+                "svc.cluster.local".into(),
+            ],
             options: vec!["ndots:5".into()],
         };
         assert_eq!(
             resolv_conf(Some(&dns)).as_deref(),
-            Some("search default.svc.cluster.local svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n")
+            Some(
+                "search default.svc.cluster.local svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+            )
         );
         assert_eq!(resolv_conf(None), None);
         assert_eq!(resolv_conf(Some(&cri::DnsConfig::default())), None);

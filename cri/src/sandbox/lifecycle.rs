@@ -67,9 +67,15 @@ impl Runtime {
             .metadata
             .as_ref()
             .ok_or_else(|| Error::InvalidArgument("sandbox config has no metadata".into()))?;
-        for (field, v) in [("name", &meta.name), ("namespace", &meta.namespace), ("uid", &meta.uid)] {
+        for (field, v) in [
+            ("name", &meta.name),
+            ("namespace", &meta.namespace),
+            ("uid", &meta.uid),
+        ] {
             if v.is_empty() {
-                return Err(Error::InvalidArgument(format!("sandbox metadata.{field} is empty")));
+                return Err(Error::InvalidArgument(format!(
+                    "sandbox metadata.{field} is empty"
+                )));
             }
         }
         let handler = if runtime_handler.is_empty() {
@@ -85,10 +91,15 @@ impl Runtime {
         let host_ipc = ns_mode(ns.ipc) == cri::NamespaceMode::Node;
         let pid_mode = ns_mode(ns.pid);
         if pid_mode == cri::NamespaceMode::Target {
-            return Err(Error::InvalidArgument("a sandbox cannot use PID namespace mode TARGET".into()));
+            return Err(Error::InvalidArgument(
+                "a sandbox cannot use PID namespace mode TARGET".into(),
+            ));
         }
-        let mut sysctls: Vec<(String, String)> =
-            linux.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut sysctls: Vec<(String, String)> = linux
+            .sysctls
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         sysctls.sort();
         namespaces::validate_sysctls(&sysctls, !host_net, !host_ipc)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
@@ -99,9 +110,14 @@ impl Runtime {
         }
 
         let id = store::new_id();
-        let name = format!("{}_{}_{}_{}", meta.name, meta.namespace, meta.uid, meta.attempt);
+        let name = format!(
+            "{}_{}_{}_{}",
+            meta.name, meta.namespace, meta.uid, meta.attempt
+        );
         self.names.reserve(&name, &id).map_err(|e| {
-            Error::AlreadyExists(format!("sandbox {name}: {e} (a RunPodSandbox with this name is done or still in progress)"))
+            Error::AlreadyExists(format!(
+                "sandbox {name}: {e} (a RunPodSandbox with this name is done or still in progress)"
+            ))
         })?;
         let mut undo = Undo::new();
         {
@@ -161,7 +177,9 @@ impl Runtime {
                 Some("shm"),
                 &shm,
                 Some("tmpfs"),
-                nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOEXEC,
+                nix::mount::MsFlags::MS_NOSUID
+                    | nix::mount::MsFlags::MS_NODEV
+                    | nix::mount::MsFlags::MS_NOEXEC,
                 Some(format!("mode=1777,{SHM_SIZE}").as_str()),
             )
             .map_err(|e| Error::internal("mounting the pod's /dev/shm", e))?;
@@ -176,7 +194,11 @@ impl Runtime {
         };
 
         let pid_holder = if pid_mode == cri::NamespaceMode::Pod {
-            let (bin, state, idc) = (self.monitor_binary.clone(), self.config.state.clone(), id.clone());
+            let (bin, state, idc) = (
+                self.monitor_binary.clone(),
+                self.config.state.clone(),
+                id.clone(),
+            );
             let h = tokio::task::spawn_blocking(move || pidns::spawn(&bin, &state, &idc))
                 .await
                 .map_err(|e| Error::internal("pid namespace task", e))?
@@ -214,8 +236,16 @@ impl Runtime {
             shm,
             ips: Vec::new(),
             network_attached: false,
-            labels: config.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            annotations: config.annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            labels: config
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            annotations: config
+                .annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
 
         if let Some(att) = record.attachment(port_mappings(config)) {
@@ -233,12 +263,20 @@ impl Runtime {
         }
         store::write_json(&dir.join("sandbox.json"), &record)
             .map_err(|e| Error::Internal(e.to_string()))?;
-        std::fs::write(dir.join("port-mappings.json"), serde_json::to_vec(&port_mappings(config)).unwrap_or_default())
-            .map_err(|e| Error::internal("writing port mappings", e))?;
+        std::fs::write(
+            dir.join("port-mappings.json"),
+            serde_json::to_vec(&port_mappings(config)).unwrap_or_default(),
+        )
+        .map_err(|e| Error::internal("writing port mappings", e))?;
         self.sandboxes
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), Arc::new(SandboxEntry { record: Mutex::new(record) }));
+            .insert(
+                id.clone(),
+                Arc::new(SandboxEntry {
+                    record: Mutex::new(record),
+                }),
+            );
         undo.disarm();
         tracing::info!(sandbox = %id, %name, "sandbox ready");
         Ok(id)
@@ -305,14 +343,20 @@ impl Runtime {
             }
         }
         let rec = entry.record.lock().await;
-        if let Some(shm) = &rec.shm {
-            if let Some(parent) = shm.parent() {
-                let _ = std::fs::remove_dir_all(parent);
-            }
+        if let Some(shm) = &rec.shm
+            && let Some(parent) = shm.parent()
+        {
+            let _ = std::fs::remove_dir_all(parent);
         }
         let dir = self.sandbox_dir(&rec.id);
         std::fs::remove_dir_all(&dir)
-            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
             .map_err(|e| Error::internal(dir.display(), e))?;
         self.sandboxes
             .write()
@@ -343,7 +387,10 @@ impl Runtime {
         Ok((status, info))
     }
 
-    pub async fn list_pod_sandboxes(&self, filter: Option<&cri::PodSandboxFilter>) -> Vec<cri::PodSandbox> {
+    pub async fn list_pod_sandboxes(
+        &self,
+        filter: Option<&cri::PodSandboxFilter>,
+    ) -> Vec<cri::PodSandbox> {
         let mut out = Vec::new();
         for e in self.all_sandboxes() {
             let rec = e.record.lock().await;
@@ -351,12 +398,16 @@ impl Runtime {
                 if !f.id.is_empty() && !rec.id.starts_with(&f.id) {
                     continue;
                 }
-                if let Some(s) = &f.state {
-                    if s.state != sandbox_state(rec.state) as i32 {
-                        continue;
-                    }
+                if let Some(s) = &f.state
+                    && s.state != sandbox_state(rec.state) as i32
+                {
+                    continue;
                 }
-                if !f.label_selector.iter().all(|(k, v)| rec.labels.get(k) == Some(v)) {
+                if !f
+                    .label_selector
+                    .iter()
+                    .all(|(k, v)| rec.labels.get(k) == Some(v))
+                {
                     continue;
                 }
             }
@@ -394,7 +445,10 @@ fn sandbox_meta(rec: &SandboxRecord) -> cri::PodSandboxMetadata {
 fn sandbox_status(rec: &SandboxRecord) -> cri::PodSandboxStatus {
     let network = (!rec.ips.is_empty()).then(|| cri::PodSandboxNetworkStatus {
         ip: rec.ips[0].clone(),
-        additional_ips: rec.ips[1..].iter().map(|ip| cri::PodIp { ip: ip.clone() }).collect(),
+        additional_ips: rec.ips[1..]
+            .iter()
+            .map(|ip| cri::PodIp { ip: ip.clone() })
+            .collect(),
     });
     cri::PodSandboxStatus {
         id: rec.id.clone(),

@@ -44,7 +44,11 @@ pub struct Pinned {
 }
 
 /// Checks that each sysctl is namespaced, and in a namespace the sandbox owns.
-pub fn validate_sysctls(sysctls: &[(String, String)], own_net: bool, own_ipc: bool) -> Result<(), Error> {
+pub fn validate_sysctls(
+    sysctls: &[(String, String)],
+    own_net: bool,
+    own_ipc: bool,
+) -> Result<(), Error> {
     for (key, value) in sysctls {
         let err = |message: &str| Error::Sysctl {
             key: key.clone(),
@@ -63,11 +67,15 @@ pub fn validate_sysctls(sysctls: &[(String, String)], own_net: bool, own_ipc: bo
             || k.starts_with("fs.mqueue.");
         if k.starts_with("net.") {
             if !own_net {
-                return Err(err("is a network sysctl, and the sandbox uses the host network"));
+                return Err(err(
+                    "is a network sysctl, and the sandbox uses the host network",
+                ));
             }
         } else if is_ipc {
             if !own_ipc {
-                return Err(err("is an IPC sysctl, and the sandbox uses the host IPC namespace"));
+                return Err(err(
+                    "is an IPC sysctl, and the sandbox uses the host IPC namespace",
+                ));
             }
         } else {
             return Err(err("is not namespaced: it would change the host"));
@@ -109,7 +117,8 @@ pub fn create(state: &Path, id: &str, req: &NamespaceRequest) -> Result<Pinned, 
     }
     for (_, p) in &pins {
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(sys(id, format!("creating {}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(sys(id, format!("creating {}", parent.display())))?;
         }
     }
     let req = req.clone();
@@ -138,8 +147,16 @@ pub fn create(state: &Path, id: &str, req: &NamespaceRequest) -> Result<Pinned, 
                 .map_err(sys(id, format!("creating {}", target.display())))
                 .and_then(|_| {
                     let src = format!("/proc/thread-self/ns/{kind}");
-                    nix::mount::mount(Some(src.as_str()), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                        .map_err(|e| sys(id, format!("pinning {src} at {}", target.display()))(errno_io(e)))
+                    nix::mount::mount(
+                        Some(src.as_str()),
+                        target,
+                        None::<&str>,
+                        MsFlags::MS_BIND,
+                        None::<&str>,
+                    )
+                    .map_err(|e| {
+                        sys(id, format!("pinning {src} at {}", target.display()))(errno_io(e))
+                    })
                 });
             if let Err(e) = pinned {
                 for t in done {
@@ -166,7 +183,11 @@ pub fn create(state: &Path, id: &str, req: &NamespaceRequest) -> Result<Pinned, 
         }
         return Err(e);
     }
-    let find = |kind: &str| pins.iter().find(|(k, _)| *k == kind).map(|(_, p)| p.clone());
+    let find = |kind: &str| {
+        pins.iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, p)| p.clone())
+    };
     Ok(Pinned {
         netns: find("net"),
         ipcns: find("ipc"),
@@ -182,7 +203,10 @@ pub fn unpin(path: &Path) {
 
 /// Removes every pin of a sandbox.
 pub fn remove(pinned: &Pinned) {
-    for p in [&pinned.netns, &pinned.ipcns, &pinned.utsns].into_iter().flatten() {
+    for p in [&pinned.netns, &pinned.ipcns, &pinned.utsns]
+        .into_iter()
+        .flatten()
+    {
         unpin(p);
     }
 }
@@ -249,7 +273,14 @@ mod tests {
 
     #[test]
     fn sysctl_rules() {
-        assert!(validate_sysctls(&[s("net.ipv4.ip_forward", "1"), s("kernel.shmmax", "1")], true, true).is_ok());
+        assert!(
+            validate_sysctls(
+                &[s("net.ipv4.ip_forward", "1"), s("kernel.shmmax", "1")],
+                true,
+                true
+            )
+            .is_ok()
+        );
         assert!(validate_sysctls(&[s("net.ipv4.ip_forward", "1")], false, true).is_err());
         assert!(validate_sysctls(&[s("kernel.shmmax", "1")], true, false).is_err());
         assert!(validate_sysctls(&[s("vm.swappiness", "1")], true, true).is_err());

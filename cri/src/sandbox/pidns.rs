@@ -126,7 +126,11 @@ pub fn run_holder() -> i32 {
 
 fn holder_loop() -> i32 {
     // Let go of the pipe keel-cri reads the pid from, so that its reader sees the end of it.
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         use std::os::fd::AsRawFd;
         for fd in 0..=2 {
             // SAFETY: dup2 onto the standard descriptors of this single-threaded process.

@@ -41,17 +41,30 @@ impl RuntimeService for RuntimeServiceImpl {
         }))
     }
 
-    async fn run_pod_sandbox(&self, r: Request<cri::RunPodSandboxRequest>) -> Reply<cri::RunPodSandboxResponse> {
+    async fn run_pod_sandbox(
+        &self,
+        r: Request<cri::RunPodSandboxRequest>,
+    ) -> Reply<cri::RunPodSandboxResponse> {
         let r = r.into_inner();
         let config = r
             .config
             .ok_or_else(|| Status::invalid_argument("RunPodSandbox: config is missing"))?;
-        let id = self.runtime.run_pod_sandbox(&config, &r.runtime_handler).await?;
-        Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id: id }))
+        let id = self
+            .runtime
+            .run_pod_sandbox(&config, &r.runtime_handler)
+            .await?;
+        Ok(Response::new(cri::RunPodSandboxResponse {
+            pod_sandbox_id: id,
+        }))
     }
 
-    async fn stop_pod_sandbox(&self, r: Request<cri::StopPodSandboxRequest>) -> Reply<cri::StopPodSandboxResponse> {
-        self.runtime.stop_pod_sandbox(&r.into_inner().pod_sandbox_id).await?;
+    async fn stop_pod_sandbox(
+        &self,
+        r: Request<cri::StopPodSandboxRequest>,
+    ) -> Reply<cri::StopPodSandboxResponse> {
+        self.runtime
+            .stop_pod_sandbox(&r.into_inner().pod_sandbox_id)
+            .await?;
         Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
@@ -59,7 +72,9 @@ impl RuntimeService for RuntimeServiceImpl {
         &self,
         r: Request<cri::RemovePodSandboxRequest>,
     ) -> Reply<cri::RemovePodSandboxResponse> {
-        self.runtime.remove_pod_sandbox(&r.into_inner().pod_sandbox_id).await?;
+        self.runtime
+            .remove_pod_sandbox(&r.into_inner().pod_sandbox_id)
+            .await?;
         Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
@@ -68,7 +83,10 @@ impl RuntimeService for RuntimeServiceImpl {
         r: Request<cri::PodSandboxStatusRequest>,
     ) -> Reply<cri::PodSandboxStatusResponse> {
         let r = r.into_inner();
-        let (status, info) = self.runtime.pod_sandbox_status(&r.pod_sandbox_id, r.verbose).await?;
+        let (status, info) = self
+            .runtime
+            .pod_sandbox_status(&r.pod_sandbox_id, r.verbose)
+            .await?;
         Ok(Response::new(cri::PodSandboxStatusResponse {
             status: Some(status),
             info: info.into_iter().collect(),
@@ -77,46 +95,81 @@ impl RuntimeService for RuntimeServiceImpl {
         }))
     }
 
-    async fn list_pod_sandbox(&self, r: Request<cri::ListPodSandboxRequest>) -> Reply<cri::ListPodSandboxResponse> {
+    async fn list_pod_sandbox(
+        &self,
+        r: Request<cri::ListPodSandboxRequest>,
+    ) -> Reply<cri::ListPodSandboxResponse> {
         let r = r.into_inner();
         let items = self.runtime.list_pod_sandboxes(r.filter.as_ref()).await;
         Ok(Response::new(cri::ListPodSandboxResponse { items }))
     }
 
-    async fn create_container(&self, r: Request<cri::CreateContainerRequest>) -> Reply<cri::CreateContainerResponse> {
+    async fn create_container(
+        &self,
+        r: Request<cri::CreateContainerRequest>,
+    ) -> Reply<cri::CreateContainerResponse> {
         let r = r.into_inner();
         let config = r
             .config
             .ok_or_else(|| Status::invalid_argument("CreateContainer: config is missing"))?;
-        let id = self.runtime.create_container(&r.pod_sandbox_id, &config).await?;
-        Ok(Response::new(cri::CreateContainerResponse { container_id: id }))
+        let id = self
+            .runtime
+            .create_container(&r.pod_sandbox_id, &config)
+            .await?;
+        Ok(Response::new(cri::CreateContainerResponse {
+            container_id: id,
+        }))
     }
 
-    async fn start_container(&self, r: Request<cri::StartContainerRequest>) -> Reply<cri::StartContainerResponse> {
-        self.runtime.start_container(&r.into_inner().container_id).await?;
+    async fn start_container(
+        &self,
+        r: Request<cri::StartContainerRequest>,
+    ) -> Reply<cri::StartContainerResponse> {
+        self.runtime
+            .start_container(&r.into_inner().container_id)
+            .await?;
         Ok(Response::new(cri::StartContainerResponse {}))
     }
 
-    async fn stop_container(&self, r: Request<cri::StopContainerRequest>) -> Reply<cri::StopContainerResponse> {
+    async fn stop_container(
+        &self,
+        r: Request<cri::StopContainerRequest>,
+    ) -> Reply<cri::StopContainerResponse> {
         let r = r.into_inner();
-        self.runtime.stop_container(&r.container_id, r.timeout).await?;
+        self.runtime
+            .stop_container(&r.container_id, r.timeout)
+            .await?;
         Ok(Response::new(cri::StopContainerResponse {}))
     }
 
-    async fn remove_container(&self, r: Request<cri::RemoveContainerRequest>) -> Reply<cri::RemoveContainerResponse> {
-        self.runtime.remove_container(&r.into_inner().container_id).await?;
+    async fn remove_container(
+        &self,
+        r: Request<cri::RemoveContainerRequest>,
+    ) -> Reply<cri::RemoveContainerResponse> {
+        self.runtime
+            .remove_container(&r.into_inner().container_id)
+            .await?;
         Ok(Response::new(cri::RemoveContainerResponse {}))
     }
 
-    async fn list_containers(&self, r: Request<cri::ListContainersRequest>) -> Reply<cri::ListContainersResponse> {
+    async fn list_containers(
+        &self,
+        r: Request<cri::ListContainersRequest>,
+    ) -> Reply<cri::ListContainersResponse> {
         let r = r.into_inner();
         let containers = self.runtime.list_containers(r.filter.as_ref()).await;
         Ok(Response::new(cri::ListContainersResponse { containers }))
     }
 
-    async fn container_status(&self, r: Request<cri::ContainerStatusRequest>) -> Reply<cri::ContainerStatusResponse> {
+    async fn container_status(
+        &self,
+        r: Request<cri::ContainerStatusRequest>,
+    ) -> Reply<cri::ContainerStatusResponse> {
         let r = r.into_inner();
-        let (status, info) = self.runtime.container_status(&r.container_id, r.verbose).await?;
+        let (status, info) = self
+            .runtime
+            .container_status(&r.container_id, r.verbose)
+            .await?;
         Ok(Response::new(cri::ContainerStatusResponse {
             status: Some(status),
             info: info.into_iter().collect(),
@@ -139,7 +192,10 @@ impl RuntimeService for RuntimeServiceImpl {
 
     async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> Reply<cri::ExecSyncResponse> {
         let r = r.into_inner();
-        let out = self.runtime.exec_sync(&r.container_id, &r.cmd, r.timeout).await?;
+        let out = self
+            .runtime
+            .exec_sync(&r.container_id, &r.cmd, r.timeout)
+            .await?;
         Ok(Response::new(cri::ExecSyncResponse {
             stdout: out.stdout,
             stderr: out.stderr,
@@ -155,11 +211,17 @@ impl RuntimeService for RuntimeServiceImpl {
         Err(not_yet("Attach"))
     }
 
-    async fn port_forward(&self, _r: Request<cri::PortForwardRequest>) -> Reply<cri::PortForwardResponse> {
+    async fn port_forward(
+        &self,
+        _r: Request<cri::PortForwardRequest>,
+    ) -> Reply<cri::PortForwardResponse> {
         Err(not_yet("PortForward"))
     }
 
-    async fn container_stats(&self, _r: Request<cri::ContainerStatsRequest>) -> Reply<cri::ContainerStatsResponse> {
+    async fn container_stats(
+        &self,
+        _r: Request<cri::ContainerStatsRequest>,
+    ) -> Reply<cri::ContainerStatsResponse> {
         Err(not_yet("ContainerStats"))
     }
 
@@ -170,7 +232,10 @@ impl RuntimeService for RuntimeServiceImpl {
         Err(not_yet("ListContainerStats"))
     }
 
-    async fn pod_sandbox_stats(&self, _r: Request<cri::PodSandboxStatsRequest>) -> Reply<cri::PodSandboxStatsResponse> {
+    async fn pod_sandbox_stats(
+        &self,
+        _r: Request<cri::PodSandboxStatsRequest>,
+    ) -> Reply<cri::PodSandboxStatsResponse> {
         Err(not_yet("PodSandboxStats"))
     }
 
@@ -211,7 +276,11 @@ impl RuntimeService for RuntimeServiceImpl {
             cri::RuntimeCondition {
                 r#type: "NetworkReady".to_string(),
                 status: network.is_ok(),
-                reason: if network.is_ok() { String::new() } else { "NetworkPluginNotReady".to_string() },
+                reason: if network.is_ok() {
+                    String::new()
+                } else {
+                    "NetworkPluginNotReady".to_string()
+                },
                 message: network.err().unwrap_or_default(),
             },
         ];
@@ -245,7 +314,9 @@ impl RuntimeService for RuntimeServiceImpl {
             status: Some(cri::RuntimeStatus { conditions }),
             info,
             runtime_handlers,
-            features: Some(cri::RuntimeFeatures { supplemental_groups_policy: false }),
+            features: Some(cri::RuntimeFeatures {
+                supplemental_groups_policy: false,
+            }),
         }))
     }
 
@@ -256,10 +327,18 @@ impl RuntimeService for RuntimeServiceImpl {
         Err(not_yet("CheckpointContainer"))
     }
 
-    type GetContainerEventsStream =
-        Pin<Box<dyn tokio_stream::Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send + 'static>>;
+    type GetContainerEventsStream = Pin<
+        Box<
+            dyn tokio_stream::Stream<Item = Result<cri::ContainerEventResponse, Status>>
+                + Send
+                + 'static,
+        >,
+    >;
 
-    async fn get_container_events(&self, _r: Request<cri::GetEventsRequest>) -> Reply<Self::GetContainerEventsStream> {
+    async fn get_container_events(
+        &self,
+        _r: Request<cri::GetEventsRequest>,
+    ) -> Reply<Self::GetContainerEventsStream> {
         Err(not_yet("GetContainerEvents"))
     }
 
@@ -277,13 +356,18 @@ impl RuntimeService for RuntimeServiceImpl {
         Err(not_yet("ListPodSandboxMetrics"))
     }
 
-    async fn runtime_config(&self, _r: Request<cri::RuntimeConfigRequest>) -> Reply<cri::RuntimeConfigResponse> {
+    async fn runtime_config(
+        &self,
+        _r: Request<cri::RuntimeConfigRequest>,
+    ) -> Reply<cri::RuntimeConfigResponse> {
         let driver = match self.runtime.config().cgroup_driver {
             crate::config::CgroupDriver::Systemd => cri::CgroupDriver::Systemd,
             crate::config::CgroupDriver::Cgroupfs => cri::CgroupDriver::Cgroupfs,
         };
         Ok(Response::new(cri::RuntimeConfigResponse {
-            linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: driver as i32 }),
+            linux: Some(cri::LinuxRuntimeConfiguration {
+                cgroup_driver: driver as i32,
+            }),
         }))
     }
 }
