@@ -148,3 +148,41 @@ pub fn workspace_root() -> PathBuf {
     p.pop();
     p
 }
+
+/// Connects a tonic channel to a gRPC server on a unix socket (keel-cri, containerd), waiting up
+/// to `timeout` for the socket to accept. The CRI clients of tests and benchmarks use this.
+pub async fn connect_unix(
+    socket: &Path,
+    timeout: Duration,
+) -> Result<tonic::transport::Channel, String> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let path = socket.to_path_buf();
+        // The URI is required by the API but unused: every connection goes to the socket.
+        let endpoint = tonic::transport::Endpoint::from_static("http://[::1]:1");
+        let attempt = endpoint
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let path = path.clone();
+                async move {
+                    tokio::net::UnixStream::connect(path)
+                        .await
+                        .map(hyper_util::rt::TokioIo::new)
+                }
+            }))
+            .await;
+        match attempt {
+            Ok(channel) => return Ok(channel),
+            Err(e) if start.elapsed() > timeout => {
+                return Err(format!(
+                    "connecting to {} for {timeout:?}: {e}",
+                    socket.display()
+                ));
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+        }
+    }
+}
