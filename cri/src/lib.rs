@@ -2,6 +2,7 @@
 pub mod config;
 pub mod container;
 pub mod monitor;
+pub mod network;
 pub mod oci_runtime;
 pub mod runtime;
 pub mod sandbox;
