@@ -1,6 +1,7 @@
 //! keel-cri: a CRI v1 runtime. See ARCHITECTURE.md for the module map.
 pub mod config;
 pub mod container;
+pub mod image;
 pub mod monitor;
 pub mod oci_runtime;
 pub mod runtime;
