@@ -3,6 +3,7 @@
 //! every call. This module owns the socket (creating it, refusing to steal a live one, removing it
 //! on shutdown); it holds no runtime state.
 
+pub mod image;
 pub mod rpc_log;
 pub mod runtime;
 pub mod status;
