@@ -576,7 +576,7 @@ mod tests {
     }
 
     fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; 64];
+        let mut buf = [0u8; 64];
         rustix::fs::lgetxattr(p, name, &mut buf[..])
             .ok()
             .map(|n| buf[..n].to_vec())
