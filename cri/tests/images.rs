@@ -580,3 +580,103 @@ async fn a_stalled_registry_times_out() {
     assert!(started.elapsed() < Duration::from_secs(20));
     server.abort();
 }
+
+/// The CRI ImageService over the store, called directly (no socket).
+#[tokio::test]
+async fn image_service_speaks_cri() {
+    use k8s_cri::v1 as cri;
+    use k8s_cri::v1::image_service_server::ImageService;
+    use keel_cri::server::image::ImageServiceImpl;
+    use tonic::Request;
+    if !gate("image_service_speaks_cri") {
+        return;
+    }
+    let d = tempfile::tempdir().expect("tempdir");
+    let svc = ImageServiceImpl::new(open(d.path()).await);
+    let spec = |s: &str| {
+        Some(cri::ImageSpec {
+            image: s.to_string(),
+            ..Default::default()
+        })
+    };
+    let name = image("user:latest");
+    let pulled = tokio::time::timeout(
+        WAIT,
+        svc.pull_image(Request::new(cri::PullImageRequest {
+            image: spec(&name),
+            ..Default::default()
+        })),
+    )
+    .await
+    .expect("timeout")
+    .expect("pull")
+    .into_inner();
+    assert!(
+        pulled.image_ref.starts_with("sha256:"),
+        "image_ref is the id"
+    );
+
+    let listed = svc
+        .list_images(Request::new(cri::ListImagesRequest {
+            filter: Some(cri::ImageFilter { image: spec(&name) }),
+        }))
+        .await
+        .expect("list")
+        .into_inner()
+        .images;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, pulled.image_ref);
+    assert_eq!(listed[0].username, "keel");
+    assert!(listed[0].size > 0 && !listed[0].pinned);
+
+    let st = svc
+        .image_status(Request::new(cri::ImageStatusRequest {
+            image: spec(&pulled.image_ref),
+            verbose: true,
+        }))
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(st.image.map(|i| i.repo_tags), Some(vec![name.clone()]));
+    let info: serde_json::Value = serde_json::from_str(&st.info["info"]).expect("info json");
+    assert_eq!(info["imageSpec"]["config"]["User"], "keel");
+
+    let unknown = svc
+        .image_status(Request::new(cri::ImageStatusRequest {
+            image: spec("nope:latest"),
+            verbose: false,
+        }))
+        .await
+        .expect("status of an unknown image")
+        .into_inner();
+    assert!(unknown.image.is_none());
+
+    let fs = svc
+        .image_fs_info(Request::new(cri::ImageFsInfoRequest {}))
+        .await
+        .expect("fs info")
+        .into_inner();
+    assert_eq!(fs.image_filesystems.len(), 1);
+    assert!(
+        fs.image_filesystems[0]
+            .used_bytes
+            .as_ref()
+            .is_some_and(|u| u.value > 0)
+    );
+
+    for target in [name.as_str(), "nope:latest"] {
+        svc.remove_image(Request::new(cri::RemoveImageRequest {
+            image: spec(target),
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("remove {target}: {e}"));
+    }
+    let bad = svc
+        .pull_image(Request::new(cri::PullImageRequest {
+            image: spec("Bad/Ref"),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("malformed");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+}
