@@ -6,7 +6,8 @@
 //! is never guessed, not even for `127.0.0.1:*` or `localhost:*` (containerd falls back to HTTP
 //! for those; keel-cri does not, so a TLS registry is never silently downgraded): a plain-HTTP
 //! registry is reached by listing it as its own mirror, e.g.
-//! `[registry."127.0.0.1:5000"] mirrors = ["http://127.0.0.1:5000"]`.
+//! `[registry."127.0.0.1:5000"] mirrors = ["http://127.0.0.1:5000"]`; a registry listed as its
+//! own mirror is then not tried again over HTTPS.
 //!
 //! Credentials (CRI `AuthConfig`) go to an endpoint only when the auth config names no server
 //! or names that endpoint's host (so docker.io credentials are not sent to an unrelated mirror
@@ -76,11 +77,15 @@ pub fn endpoints(
             });
         }
     }
-    out.push(Endpoint {
-        host: domain.to_string(),
-        plain_http: false,
-        mirror: false,
-    });
+    // A registry listed as its own mirror (how a plain-HTTP registry is configured) is not
+    // tried a second time over HTTPS.
+    if !out.iter().any(|e| e.host == domain) {
+        out.push(Endpoint {
+            host: domain.to_string(),
+            plain_http: false,
+            mirror: false,
+        });
+    }
     Ok(out)
 }
 
@@ -442,15 +447,15 @@ mod tests {
                 ],
             },
         );
-        let shown = |d: &str| {
-            endpoints(d, &regs)
+        let shown = |d: &str, regs: &BTreeMap<String, RegistryConfig>| {
+            endpoints(d, regs)
                 .expect("endpoints")
                 .iter()
                 .map(|e| format!("{e}{}", if e.mirror { " (mirror)" } else { "" }))
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            shown("example.invalid"),
+            shown("example.invalid", &regs),
             [
                 "http://127.0.0.1:5000 (mirror)",
                 "https://mirror.example (mirror)",
@@ -458,7 +463,18 @@ mod tests {
             ]
         );
         // No automatic plain HTTP for loopback registries.
-        assert_eq!(shown("127.0.0.1:5000"), ["https://127.0.0.1:5000"]);
+        assert_eq!(shown("127.0.0.1:5000", &regs), ["https://127.0.0.1:5000"]);
+        // A registry that is its own (plain HTTP) mirror is tried once.
+        regs.insert(
+            "127.0.0.1:5000".to_string(),
+            RegistryConfig {
+                mirrors: vec!["http://127.0.0.1:5000".into()],
+            },
+        );
+        assert_eq!(
+            shown("127.0.0.1:5000", &regs),
+            ["http://127.0.0.1:5000 (mirror)"]
+        );
         regs.insert(
             "bad".to_string(),
             RegistryConfig {

@@ -544,4 +544,278 @@ mod tests {
         assert_eq!(compression_of_magic(b"etc/\0\0"), Compression::None);
         assert_eq!(compression_of_magic(b""), Compression::None);
     }
+
+    /// Tar building helpers for the privileged tests.
+    fn header(path: &str, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        // Written raw so that tests can build hostile paths the builder refuses.
+        let name = &mut h.as_old_mut().name;
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_000_000);
+        h
+    }
+
+    fn add(b: &mut tar::Builder<Vec<u8>>, mut h: tar::Header, data: &[u8]) {
+        h.set_cksum();
+        b.append(&h, data).expect("append");
+    }
+
+    fn link(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, target: &str) {
+        let mut h = header(path, kind, 0o777, 0);
+        h.set_link_name(target).expect("link name");
+        add(b, h, &[]);
+    }
+
+    fn apply(tar: Vec<u8>, dest: &Path) -> Result<(), Error> {
+        apply_tar(&mut &tar[..], dest, Path::new("test.tar"))
+    }
+
+    fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 64];
+        rustix::fs::lgetxattr(p, name, &mut buf[..])
+            .ok()
+            .map(|n| buf[..n].to_vec())
+    }
+
+    #[test]
+    fn unpacks_files_links_devices_and_whiteouts() {
+        use std::os::unix::fs::MetadataExt;
+        if !keel_testkit::require_root("unpacks_files_links_devices_and_whiteouts") {
+            return;
+        }
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut b = tar::Builder::new(Vec::new());
+        add(
+            &mut b,
+            header("./", tar::EntryType::Directory, 0o755, 0),
+            &[],
+        );
+        add(
+            &mut b,
+            header("etc/", tar::EntryType::Directory, 0o750, 0),
+            &[],
+        );
+        let mut h = header("etc/secret", tar::EntryType::Regular, 0o4640, 5);
+        h.set_uid(1000);
+        h.set_gid(2000);
+        add(&mut b, h, b"hello");
+        // A file whose directory has no entry of its own.
+        add(
+            &mut b,
+            header("deep/er/file", tar::EntryType::Regular, 0o600, 2),
+            b"hi",
+        );
+        link(&mut b, "etc/link", tar::EntryType::Symlink, "/etc/secret");
+        link(&mut b, "etc/hard", tar::EntryType::Link, "./etc/secret");
+        let mut h = header("dev/null", tar::EntryType::Char, 0o666, 0);
+        h.set_device_major(1).expect("major");
+        h.set_device_minor(3).expect("minor");
+        add(&mut b, h, &[]);
+        add(
+            &mut b,
+            header("data/.wh.gone", tar::EntryType::Regular, 0o600, 0),
+            &[],
+        );
+        add(
+            &mut b,
+            header("opq/.wh..wh..opq", tar::EntryType::Regular, 0o600, 0),
+            &[],
+        );
+        add(
+            &mut b,
+            header("opq/new", tar::EntryType::Regular, 0o644, 1),
+            b"n",
+        );
+        // An xattr through a PAX header.
+        b.append_pax_extensions([("SCHILY.xattr.user.keel", &b"v"[..])])
+            .expect("pax");
+        add(
+            &mut b,
+            header("withxattr", tar::EntryType::Regular, 0o644, 0),
+            &[],
+        );
+        apply(b.into_inner().expect("tar"), d.path()).expect("unpack");
+
+        let p = |s: &str| d.path().join(s);
+        let m = std::fs::symlink_metadata(p("etc/secret")).expect("secret");
+        assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o4640, 1000, 2000));
+        assert_eq!(m.mtime(), 1_000_000);
+        assert_eq!(m.nlink(), 2, "hard link shares the inode");
+        assert_eq!(std::fs::read(p("etc/hard")).expect("hard"), b"hello");
+        assert_eq!(
+            std::fs::read_link(p("etc/link")).expect("link"),
+            Path::new("/etc/secret")
+        );
+        assert_eq!(
+            std::fs::symlink_metadata(p("etc")).expect("etc").mode() & 0o7777,
+            0o750
+        );
+        assert_eq!(
+            std::fs::symlink_metadata(p("etc")).expect("etc").mtime(),
+            1_000_000
+        );
+        assert_eq!(std::fs::read(p("deep/er/file")).expect("deep"), b"hi");
+        let dev = std::fs::symlink_metadata(p("dev/null")).expect("dev");
+        assert!(dev.file_type().is_char_device());
+        assert_eq!(dev.rdev(), rustix::fs::makedev(1, 3));
+        assert!(is_whiteout(&p("data/gone")));
+        assert!(!p("data/.wh.gone").exists());
+        assert_eq!(
+            xattr(&p("opq"), "trusted.overlay.opaque").as_deref(),
+            Some(&b"y"[..])
+        );
+        assert!(!p("opq/.wh..wh..opq").exists());
+        assert_eq!(std::fs::read(p("opq/new")).expect("new"), b"n");
+        assert_eq!(
+            xattr(&p("withxattr"), "user.keel").as_deref(),
+            Some(&b"v"[..])
+        );
+    }
+
+    #[test]
+    fn refuses_entries_escaping_the_layer() {
+        if !keel_testkit::require_root("refuses_entries_escaping_the_layer") {
+            return;
+        }
+        let outside = tempfile::tempdir().expect("outside");
+        let o = outside.path().display().to_string();
+        type Build = Box<dyn Fn(&mut tar::Builder<Vec<u8>>)>;
+        let cases: Vec<(&str, Build, &str)> = vec![
+            (
+                "dotdot",
+                Box::new(|b| {
+                    add(
+                        b,
+                        header("a/../../x", tar::EntryType::Regular, 0o644, 1),
+                        b"x",
+                    )
+                }),
+                "\"..\"",
+            ),
+            (
+                "absolute",
+                Box::new(|b| add(b, header("/x", tar::EntryType::Regular, 0o644, 1), b"x")),
+                "absolute",
+            ),
+            (
+                "through a symlink",
+                Box::new(move |b| {
+                    link(b, "a", tar::EntryType::Symlink, &o);
+                    add(
+                        b,
+                        header("a/pwned", tar::EntryType::Regular, 0o644, 1),
+                        b"x",
+                    );
+                }),
+                "parent a is a symlink",
+            ),
+            (
+                "whiteout through a symlink",
+                Box::new({
+                    let o = outside.path().display().to_string();
+                    move |b| {
+                        link(b, "a", tar::EntryType::Symlink, &o);
+                        add(
+                            b,
+                            header("a/.wh.pwned", tar::EntryType::Regular, 0o644, 0),
+                            &[],
+                        );
+                    }
+                }),
+                "symlink",
+            ),
+            (
+                "hard link out",
+                Box::new(|b| link(b, "h", tar::EntryType::Link, "../../etc/passwd")),
+                "\"..\"",
+            ),
+            (
+                "hard link to a lower layer",
+                Box::new(|b| link(b, "h", tar::EntryType::Link, "etc/passwd")),
+                "not a file of this layer",
+            ),
+            (
+                "overlay xattr",
+                Box::new(|b| {
+                    b.append_pax_extensions([(
+                        "SCHILY.xattr.trusted.overlay.redirect",
+                        &b"/x"[..],
+                    )])
+                    .expect("pax");
+                    add(b, header("r", tar::EntryType::Directory, 0o755, 0), &[]);
+                }),
+                "overlay attribute",
+            ),
+        ];
+        for (name, build, needle) in cases {
+            let d = tempfile::tempdir().expect("tempdir");
+            let mut b = tar::Builder::new(Vec::new());
+            build(&mut b);
+            let e = apply(b.into_inner().expect("tar"), d.path()).expect_err(name);
+            assert!(e.to_string().contains(needle), "{name}: {e}");
+            let leaked: Vec<_> = std::fs::read_dir(outside.path())
+                .expect("rd")
+                .flatten()
+                .collect();
+            assert!(
+                leaked.is_empty(),
+                "{name}: wrote outside the layer: {leaked:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unpack_checks_compression_and_diff_id() {
+        if !keel_testkit::require_root("unpack_checks_compression_and_diff_id") {
+            return;
+        }
+        let mut b = tar::Builder::new(Vec::new());
+        add(&mut b, header("f", tar::EntryType::Regular, 0o644, 1), b"f");
+        let plain = b.into_inner().expect("tar");
+        let diff = format!("sha256:{}", hex::encode(Sha256::digest(&plain)));
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut e, &plain).expect("gz");
+            e.finish().expect("gz")
+        };
+        let zst = zstd::encode_all(&plain[..], 0).expect("zstd");
+        let gzip_mt = "application/vnd.oci.image.layer.v1.tar+gzip";
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The magic bytes win over a media type that names another compression.
+        for (i, (bytes, mt)) in [
+            (&plain, "application/vnd.oci.image.layer.v1.tar"),
+            (&gz, gzip_mt),
+            (&zst, "application/vnd.oci.image.layer.v1.tar+zstd"),
+            (&zst, gzip_mt),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let blob = dir.path().join(format!("blob{i}"));
+            std::fs::write(&blob, bytes).expect("blob");
+            let dest = dir.path().join(format!("layer{i}"));
+            std::fs::create_dir(&dest).expect("dest");
+            unpack(&blob, mt, &diff, &dest).unwrap_or_else(|e| panic!("{mt}: {e}"));
+            assert_eq!(std::fs::read(dest.join("f")).expect("f"), b"f");
+            let wrong = format!("sha256:{}", "0".repeat(64));
+            let dest2 = dir.path().join(format!("bad{i}"));
+            std::fs::create_dir(&dest2).expect("dest");
+            let e = unpack(&blob, mt, &wrong, &dest2).expect_err("diff id");
+            assert!(matches!(e, Error::DiffId { .. }), "{e}");
+        }
+        let blob = dir.path().join("blob0");
+        let e = unpack(
+            &blob,
+            "application/vnd.oci.image.config.v1+json",
+            &diff,
+            dir.path(),
+        )
+        .expect_err("media type");
+        assert!(e.to_string().contains("not a supported layer type"), "{e}");
+    }
 }
