@@ -43,9 +43,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         message: e.to_string(),
     })?;
     let network = Arc::new(CniNetwork::new(&config.cni, config.cni_cache_dir()));
-    let runtime = Runtime::open(config, images.clone(), network)
+    let runtime = Runtime::open(config, images.clone(), network.clone())
         .await
         .map_err(Error::Runtime)?;
+    // Attachments of sandboxes that no longer exist (a crash in the middle of a RunPodSandbox
+    // or RemovePodSandbox) are detached now, so their IPs and veths do not leak.
+    let live = runtime.sandbox_ids();
+    match tokio::task::spawn_blocking(move || network.gc(&live)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("CNI garbage collection: {e}"),
+        Err(e) => tracing::warn!("CNI garbage collection task: {e}"),
+    }
     crate::server::serve(
         &socket,
         runtime,

@@ -260,6 +260,12 @@ impl Runtime {
         map.values().cloned().collect()
     }
 
+    /// The ids of every sandbox keel-cri knows (ready or not).
+    pub fn sandbox_ids(&self) -> Vec<String> {
+        let map = self.sandboxes.read().unwrap_or_else(|p| p.into_inner());
+        map.keys().cloned().collect()
+    }
+
     pub(crate) fn all_containers(&self) -> Vec<Arc<ContainerEntry>> {
         let map = self.containers.read().unwrap_or_else(|p| p.into_inner());
         map.values().cloned().collect()
@@ -284,6 +290,16 @@ impl Runtime {
                         .insert(rec.id.clone(), entry);
                 }
                 Err(e) => tracing::warn!("skipping sandbox {}: {e}", dir.display()),
+            }
+        }
+        let live: std::collections::HashSet<String> = self.sandbox_ids().into_iter().collect();
+        let state = self.config.state.clone();
+        if let Ok(removed) =
+            tokio::task::spawn_blocking(move || crate::sandbox::orphans::remove(&state, &live))
+                .await
+        {
+            for path in removed {
+                tracing::warn!(path = %path.display(), "removed what a lost sandbox left");
             }
         }
         for dir in read_dir(self.config.root.join("containers")) {

@@ -119,3 +119,67 @@ async fn containers_outlive_a_sigkilled_daemon() {
     );
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_of_sandboxes_lost_in_a_crash_are_collected_at_start() {
+    if !gate("attachments_of_sandboxes_lost_in_a_crash_are_collected_at_start") {
+        return;
+    }
+    let mut d = Daemon::start(Options::default()).await;
+    let pc = pod_config(&d, "lost");
+    let pod = run_pod(&mut d, &pc).await;
+    let allocations = |d: &Daemon| {
+        std::fs::read_dir(d.ipam_dir().join("keel-test"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .parse::<std::net::IpAddr>()
+                    .is_ok()
+            })
+            .count()
+    };
+    assert_eq!(allocations(&d), 1);
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(d.root().join("sandboxes").join(&pod).join("sandbox.json"))
+            .expect("sandbox record"),
+    )
+    .expect("sandbox json");
+    let holder = record["pid_holder"]["pid"]
+        .as_i64()
+        .expect("a PID namespace holder") as i32;
+    // A crash after CNI ADD but before the sandbox's checkpoint was written looks like this.
+    d.kill();
+    std::fs::remove_dir_all(d.root().join("sandboxes").join(&pod)).expect("drop the record");
+    d.spawn().await;
+    assert_eq!(allocations(&d), 0, "the lost sandbox's IP is freed");
+    let veths = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", &d.bridge])
+        .output()
+        .expect("ip link");
+    assert!(
+        String::from_utf8_lossy(&veths.stdout).trim().is_empty(),
+        "the lost sandbox's veth is gone"
+    );
+    keel_testkit::wait_for(
+        "the lost sandbox's PID namespace holder to die",
+        Duration::from_secs(10),
+        || {
+            // Dead, or a zombie of an init that does not reap.
+            let stat = std::fs::read_to_string(format!("/proc/{holder}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
+            matches!(state, None | Some("Z") | Some("X")).then_some(())
+        },
+    );
+    let mounts = daemon::mounts_under(&d.state());
+    assert!(
+        mounts.is_empty(),
+        "the lost sandbox's pins are gone: {mounts:?}"
+    );
+    d.shutdown().await;
+}
