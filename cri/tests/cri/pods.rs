@@ -1,6 +1,7 @@
 //! Pods and containers through the CRI: a two-container pod sharing its network namespace, CRI
 //! logs, exit codes and reasons, ExecSync, stop timeouts, OOMKilled, and what removal leaves.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_cri::v1 as cri;
@@ -240,6 +241,73 @@ async fn exit_codes_reasons_logs_and_exec() {
     );
     let st = wait_exited(&mut d, &failing, Duration::from_secs(20)).await;
     assert_eq!((st.exit_code, st.reason.as_str()), (3, "Error"));
+
+    // List filters: by state, by label, by pod.
+    let list = |filter: cri::ContainerFilter| {
+        let mut rt = d.rt.clone();
+        async move {
+            let mut ids: Vec<String> = rt
+                .list_containers(cri::ListContainersRequest {
+                    filter: Some(filter),
+                })
+                .await
+                .expect("ListContainers")
+                .into_inner()
+                .containers
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let mut both = vec![ok.clone(), failing.clone()];
+    both.sort();
+    let exited = cri::ContainerStateValue {
+        state: cri::ContainerState::ContainerExited as i32,
+    };
+    assert_eq!(
+        list(cri::ContainerFilter {
+            state: Some(exited),
+            ..Default::default()
+        })
+        .await,
+        both
+    );
+    assert_eq!(
+        list(cri::ContainerFilter {
+            label_selector: HashMap::from([("container".to_string(), "ok".to_string())]),
+            ..Default::default()
+        })
+        .await,
+        vec![ok.clone()]
+    );
+    assert!(
+        list(cri::ContainerFilter {
+            pod_sandbox_id: "0000".into(),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    let pods = |app: &str| {
+        let mut rt = d.rt.clone();
+        let selector = HashMap::from([("app".to_string(), app.to_string())]);
+        async move {
+            rt.list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    label_selector: selector,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("ListPodSandbox")
+            .into_inner()
+            .items
+            .len()
+        }
+    };
+    assert_eq!((pods("exits").await, pods("other").await), (1, 0));
 
     // ExecSync: output, exit code, and the timeout.
     let sleeper = start_container(
