@@ -119,6 +119,11 @@ async fn security_context_limits_and_mounts() {
             ..Default::default()
         },
     ];
+    cfg.devices = vec![cri::Device {
+        container_path: "/dev/keel-null".into(),
+        host_path: "/dev/null".into(),
+        permissions: "rw".into(),
+    }];
     cfg.linux = Some(cri::LinuxContainerConfig {
         resources: Some(cri::LinuxContainerResources {
             cpu_shares: 512,
@@ -161,6 +166,14 @@ async fn security_context_limits_and_mounts() {
         std::fs::read_to_string(host_dir.join("from-container")).expect("written through /rw"),
         "x\n"
     );
+    // The device, with the host's major and minor (1, 3), usable by the container's user.
+    let (code, out) = exec(
+        &mut d,
+        &locked,
+        "echo x > /dev/keel-null && stat -c '%t %T' /dev/keel-null",
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (0, "1 3\n"));
     // Only NET_BIND_SERVICE (bit 10) is left in the bounding set; NoNewPrivs is set.
     let (_, status) = exec(&mut d, &locked, "cat /proc/self/status").await;
     let field = |name: &str| {
