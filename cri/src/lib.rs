@@ -3,6 +3,7 @@ pub mod config;
 pub mod container;
 pub mod monitor;
 pub mod oci_runtime;
+pub mod runc;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;
