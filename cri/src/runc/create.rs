@@ -3,7 +3,8 @@
 //!
 //! The init inherits this process's stdin/stdout/stderr (nothing here touches them) and becomes
 //! a child of whoever is our nearest subreaper once we exit. Returns as soon as the init is
-//! waiting; its pid is in `--pid-file`. On failure nothing is left behind: libcontainer removes
+//! waiting; its pid is in `--pid-file`. Descriptors leaked by the caller are closed first (see
+//! [`super::close_leaked_fds`]). On failure nothing is left behind: libcontainer removes
 //! the cgroup and state directory it made when the process setup fails, and the few earlier
 //! failures that leave a state directory are cleaned here.
 
@@ -32,6 +33,7 @@ pub struct Options {
 
 pub fn create(global: &Global, o: &Options) -> Result<(), Error> {
     validate_id(&o.id)?;
+    super::close_leaked_fds(o.preserve_fds);
     let bundle = absolute_bundle(&o.bundle)?;
     let spec = load_spec(&bundle)?;
     check_oom_score_adj(&spec)?;

@@ -154,6 +154,34 @@ pub fn validate_id(id: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Closes the descriptors our caller leaked to us (open, not close-on-exec, numbered at or above
+/// `3 + preserve_fds`).
+///
+/// runc's init is a fresh exec that gets only stdio and the preserved fds. libcontainer's init is
+/// a clone of this process and keeps every descriptor until it execs the user process after
+/// `start`, so a leaked one (a monitor's sync pipe, say) would stay open in the waiting init and
+/// its reader would never see EOF. Our own descriptors are all close-on-exec and are kept.
+pub fn close_leaked_fds(preserve_fds: i32) {
+    let first = 3 + preserve_fds.max(0);
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd >= first)
+            .collect(),
+        Err(_) => return,
+    };
+    for fd in fds {
+        // The directory's own descriptor is closed by now: F_GETFD fails on it (EBADF).
+        if let Ok(flags) = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD)
+            && !nix::fcntl::FdFlag::from_bits_truncate(flags)
+                .contains(nix::fcntl::FdFlag::FD_CLOEXEC)
+        {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+}
+
 /// The state directory of container `id`.
 pub fn container_dir(root: &Path, id: &str) -> PathBuf {
     root.join(id)
