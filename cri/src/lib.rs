@@ -6,6 +6,7 @@ pub mod image;
 pub mod monitor;
 pub mod network;
 pub mod oci_runtime;
+pub mod runc;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;
