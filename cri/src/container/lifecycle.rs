@@ -25,6 +25,39 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long to wait for an exit after SIGKILL before giving up.
 const KILL_WAIT: Duration = Duration::from_secs(30);
 
+/// The request with each bind mount's host path ready, as containerd does it: a missing host
+/// path is created as a directory, and symlinks in it are resolved (the runtime must not follow
+/// a link that changes later). A relative path is refused here, naming the mount.
+fn prepare_host_paths(config: &cri::ContainerConfig) -> Result<cri::ContainerConfig, Error> {
+    let mut out = config.clone();
+    for m in &mut out.mounts {
+        if !m.host_path.starts_with('/') {
+            return Err(Error::InvalidArgument(format!(
+                "mount of {:?}: host_path {:?} is not an absolute path",
+                m.container_path, m.host_path
+            )));
+        }
+        let path = std::path::Path::new(&m.host_path);
+        if !path.exists() {
+            std::fs::create_dir_all(path).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "mount of {:?}: creating the missing host path {}: {e}",
+                    m.container_path, m.host_path
+                ))
+            })?;
+            tracing::info!(path = %m.host_path, "created the missing host path of a mount");
+        }
+        let resolved = std::fs::canonicalize(path).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "mount of {:?}: host path {}: {e}",
+                m.container_path, m.host_path
+            ))
+        })?;
+        m.host_path = resolved.to_string_lossy().into_owned();
+    }
+    Ok(out)
+}
+
 fn rt_err(e: crate::oci_runtime::Error) -> Error {
     Error::Internal(e.to_string())
 }
@@ -59,6 +92,8 @@ impl Runtime {
             .filter(|i| !i.is_empty())
             .ok_or_else(|| Error::InvalidArgument("container config has no image".into()))?;
         let image = self.images.resolve_for_container(&image_name)?;
+        let with_host_paths = prepare_host_paths(config)?;
+        let config = &with_host_paths;
 
         let id = store::new_id();
         let name = format!(

@@ -102,6 +102,11 @@ pub fn run(args: Args) -> i32 {
     // SAFETY: the fd number was handed to us by keel-cri for exactly this purpose; nothing else
     // in this process owns it.
     let sync = unsafe { File::from_raw_fd(args.sync_fd) };
+    // Nothing the monitor starts may hold the sync pipe: keel-cri waits for its end of file.
+    let _ = nix::fcntl::fcntl(
+        sync.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
     let mut diag = OpenOptions::new()
         .create(true)
         .append(true)

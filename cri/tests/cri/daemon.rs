@@ -28,6 +28,8 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// What a test may change about the daemon's config.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
+    /// The default runtime handler: `keel-runc` (also when empty) or `runc`.
+    pub runtime: String,
     /// Written as is into the config file, after the generated keys (extra tables).
     pub extra_toml: String,
     /// No CNI config in the conf dir (NetworkReady false).
@@ -47,6 +49,15 @@ pub struct Daemon {
     child: Option<Child>,
     pub rt: RuntimeServiceClient<Channel>,
     pub img: ImageServiceClient<Channel>,
+}
+
+impl Options {
+    pub fn with_runtime(runtime: &str) -> Options {
+        Options {
+            runtime: runtime.to_string(),
+            ..Default::default()
+        }
+    }
 }
 
 impl Daemon {
@@ -70,7 +81,9 @@ impl Daemon {
             r#"listen = "unix://{socket}"
 root = "{root}"
 state = "{state}"
-default_runtime = "runc"
+default_runtime = "{runtime}"
+[runtimes.keel-runc]
+path = "{keel_runc}"
 [runtimes.runc]
 path = "runc"
 [cni]
@@ -88,6 +101,12 @@ mirrors = ["http://{registry}"]
             conf = conf_dir.display(),
             bin = CNI_BIN_DIR,
             extra = opts.extra_toml,
+            keel_runc = env!("CARGO_BIN_EXE_keel-runc"),
+            runtime = if opts.runtime.is_empty() {
+                "keel-runc"
+            } else {
+                opts.runtime.as_str()
+            },
         );
         let config_path = dir.path().join("cri.toml");
         std::fs::write(&config_path, config).expect("config");

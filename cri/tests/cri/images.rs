@@ -35,12 +35,14 @@ async fn image_count(d: &mut Daemon) -> usize {
         .len()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pull_through_a_mirror_list_status_remove() {
-    if !gate("pull_through_a_mirror_list_status_remove") {
+async fn pull_through_a_mirror_list_status_remove(runtime: &str) {
+    if !gate(&format!(
+        "{} on {runtime}",
+        "pull_through_a_mirror_list_status_remove"
+    )) {
         return;
     }
-    let mut d = Daemon::start(Options::default()).await;
+    let mut d = Daemon::start(Options::with_runtime(runtime)).await;
     // registry.k8s.io is mirrored to the local registry in the test config.
     let mirrored = "registry.k8s.io/keel-test/busybox:latest";
     let id = d.pull(mirrored).await;
@@ -122,12 +124,15 @@ async fn pull_through_a_mirror_list_status_remove() {
     d.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_gets_clear_errors_and_changes_nothing() {
-    if !gate("bad_input_gets_clear_errors_and_changes_nothing") {
+async fn bad_input_gets_clear_errors_and_changes_nothing(runtime: &str) {
+    if !gate(&format!(
+        "{} on {runtime}",
+        "bad_input_gets_clear_errors_and_changes_nothing"
+    )) {
         return;
     }
     let mut d = Daemon::start(Options {
+        runtime: runtime.to_string(),
         extra_toml: "[registry.\"down.invalid\"]\nmirrors = [\"http://127.0.0.1:1\"]\n".to_string(),
         ..Default::default()
     })
@@ -220,7 +225,7 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     let mut bad_mount = container_config("c", &busybox, &["true"]);
     bad_mount.mounts = vec![cri::Mount {
         container_path: "/data".into(),
-        host_path: "/nonexistent/keel/test/path".into(),
+        host_path: "relative/keel/test/path".into(),
         ..Default::default()
     }];
     let e =
@@ -230,11 +235,22 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
             sandbox_config: Some(pc.clone()),
         })
         .await
-        .expect_err("a mount of a host path that does not exist");
+        .expect_err("a mount of a relative host path");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
     assert!(
-        e.message().contains("/nonexistent/keel/test/path"),
+        e.message().contains("relative/keel/test/path"),
         "the error names the path: {e}"
     );
+    let bad_command = container_config("c", &busybox, &["/no/such/binary"]);
+    let e =
+        d.rt.create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(bad_command),
+            sandbox_config: Some(pc.clone()),
+        })
+        .await
+        .expect_err("a command that does not exist in the image");
+    assert!(e.message().contains("/no/such/binary"), "{e}");
     let containers =
         d.rt.list_containers(cri::ListContainersRequest::default())
             .await
@@ -361,3 +377,8 @@ async fn network_ready_follows_the_conf_dir_and_a_corrupt_config_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus_key"));
 }
+
+on_both_runtimes!(
+    pull_through_a_mirror_list_status_remove,
+    bad_input_gets_clear_errors_and_changes_nothing
+);

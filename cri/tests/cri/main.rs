@@ -5,6 +5,27 @@
 //! One test binary with a module per area (few link steps). Every test starts its own daemon
 //! (`daemon::Daemon`), which cleans up after it even when the test fails.
 
+/// Runs each named `async fn(runtime: &str)` test once per runtime handler: keel-runc (over
+/// libcontainer, keel-cri's default) and Debian's runc, as two tests `<name>::keel_runc` and
+/// `<name>::runc`.
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn keel_runc() {
+                    super::$name("keel-runc").await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn runc() {
+                    super::$name("runc").await
+                }
+            }
+        )*
+    };
+}
+
 mod daemon;
 mod images;
 mod pods;

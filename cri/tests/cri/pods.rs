@@ -9,12 +9,14 @@ use k8s_cri::v1 as cri;
 use super::daemon::{self, Daemon, Options};
 use super::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_containers_share_the_pod_network_and_removal_leaves_nothing() {
-    if !gate("two_containers_share_the_pod_network") {
+async fn two_containers_share_the_pod_network_and_removal_leaves_nothing(runtime: &str) {
+    if !gate(&format!(
+        "{} on {runtime}",
+        "two_containers_share_the_pod_network"
+    )) {
         return;
     }
-    let mut d = Daemon::start(Options::default()).await;
+    let mut d = Daemon::start(Options::with_runtime(runtime)).await;
     let httpd = daemon::image("httpd:latest");
     let busybox = daemon::image("busybox:latest");
     d.pull(&httpd).await;
@@ -194,12 +196,14 @@ fn assert_no_leftovers(d: &Daemon, netns: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exit_codes_reasons_logs_and_exec() {
-    if !gate("exit_codes_reasons_logs_and_exec") {
+async fn exit_codes_reasons_logs_and_exec(runtime: &str) {
+    if !gate(&format!(
+        "{} on {runtime}",
+        "exit_codes_reasons_logs_and_exec"
+    )) {
         return;
     }
-    let mut d = Daemon::start(Options::default()).await;
+    let mut d = Daemon::start(Options::with_runtime(runtime)).await;
     let busybox = daemon::image("busybox:latest");
     d.pull(&busybox).await;
     let pc = pod_config(&d, "exits");
@@ -361,12 +365,14 @@ async fn exit_codes_reasons_logs_and_exec() {
     d.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_timeout_kills_what_ignores_sigterm_and_oom_is_reported() {
-    if !gate("stop_timeout_kills_what_ignores_sigterm") {
+async fn stop_timeout_kills_what_ignores_sigterm_and_oom_is_reported(runtime: &str) {
+    if !gate(&format!(
+        "{} on {runtime}",
+        "stop_timeout_kills_what_ignores_sigterm"
+    )) {
         return;
     }
-    let mut d = Daemon::start(Options::default()).await;
+    let mut d = Daemon::start(Options::with_runtime(runtime)).await;
     let busybox = daemon::image("busybox:latest");
     d.pull(&busybox).await;
     let pc = pod_config(&d, "stubborn");
@@ -448,3 +454,9 @@ async fn stop_timeout_kills_what_ignores_sigterm_and_oom_is_reported() {
     );
     d.shutdown().await;
 }
+
+on_both_runtimes!(
+    two_containers_share_the_pod_network_and_removal_leaves_nothing,
+    exit_codes_reasons_logs_and_exec,
+    stop_timeout_kills_what_ignores_sigterm_and_oom_is_reported
+);

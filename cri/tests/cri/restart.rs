@@ -8,12 +8,14 @@ use k8s_cri::v1 as cri;
 use super::daemon::{self, Daemon, Options};
 use super::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn containers_outlive_a_sigkilled_daemon() {
-    if !gate("containers_outlive_a_sigkilled_daemon") {
+async fn containers_outlive_a_sigkilled_daemon(runtime: &str) {
+    if !gate(&format!(
+        "{} on {runtime}",
+        "containers_outlive_a_sigkilled_daemon"
+    )) {
         return;
     }
-    let mut d = Daemon::start(Options::default()).await;
+    let mut d = Daemon::start(Options::with_runtime(runtime)).await;
     let busybox = daemon::image("busybox:latest");
     d.pull(&busybox).await;
     let pc = pod_config(&d, "survivor");
@@ -183,3 +185,5 @@ async fn attachments_of_sandboxes_lost_in_a_crash_are_collected_at_start() {
     );
     d.shutdown().await;
 }
+
+on_both_runtimes!(containers_outlive_a_sigkilled_daemon);

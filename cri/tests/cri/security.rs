@@ -25,12 +25,14 @@ async fn exec(d: &mut Daemon, id: &str, script: &str) -> (i32, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn image_config_and_stop_signal_are_honoured() {
-    if !gate("image_config_and_stop_signal_are_honoured") {
+async fn image_config_and_stop_signal_are_honoured(runtime: &str) {
+    if !gate(&format!(
+        "{} on {runtime}",
+        "image_config_and_stop_signal_are_honoured"
+    )) {
         return;
     }
-    let mut d = Daemon::start(Options::default()).await;
+    let mut d = Daemon::start(Options::with_runtime(runtime)).await;
     let user = daemon::image("user:latest");
     let stopsignal = daemon::image("stopsignal:latest");
     d.pull(&user).await;
@@ -85,12 +87,14 @@ async fn image_config_and_stop_signal_are_honoured() {
     d.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn security_context_limits_and_mounts() {
-    if !gate("security_context_limits_and_mounts") {
+async fn security_context_limits_and_mounts(runtime: &str) {
+    if !gate(&format!(
+        "{} on {runtime}",
+        "security_context_limits_and_mounts"
+    )) {
         return;
     }
-    let mut d = Daemon::start(Options::default()).await;
+    let mut d = Daemon::start(Options::with_runtime(runtime)).await;
     let busybox = daemon::image("busybox:latest");
     d.pull(&busybox).await;
     let pc = pod_config(&d, "secure");
@@ -105,6 +109,10 @@ async fn security_context_limits_and_mounts() {
     )
     .expect("chmod");
     std::fs::write(host_dir.join("from-host"), "host data\n").expect("host file");
+    // A symlinked host path is resolved; a missing one is created (as containerd does).
+    let link = d.dir.path().join("shared-link");
+    std::os::unix::fs::symlink(&host_dir, &link).expect("symlink");
+    let missing = d.dir.path().join("made-by-keel-cri");
     let mut cfg = container_config("locked", &busybox, &["sleep", "3600"]);
     cfg.mounts = vec![
         cri::Mount {
@@ -116,6 +124,17 @@ async fn security_context_limits_and_mounts() {
         cri::Mount {
             container_path: "/rw".into(),
             host_path: host_dir.to_string_lossy().into_owned(),
+            ..Default::default()
+        },
+        cri::Mount {
+            container_path: "/linked".into(),
+            host_path: link.to_string_lossy().into_owned(),
+            readonly: true,
+            ..Default::default()
+        },
+        cri::Mount {
+            container_path: "/made".into(),
+            host_path: missing.to_string_lossy().into_owned(),
             ..Default::default()
         },
     ];
@@ -264,12 +283,14 @@ async fn security_context_limits_and_mounts() {
     d.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn host_network_and_pid_namespaces() {
-    if !gate("host_network_and_pid_namespaces") {
+async fn host_network_and_pid_namespaces(runtime: &str) {
+    if !gate(&format!(
+        "{} on {runtime}",
+        "host_network_and_pid_namespaces"
+    )) {
         return;
     }
-    let mut d = Daemon::start(Options::default()).await;
+    let mut d = Daemon::start(Options::with_runtime(runtime)).await;
     let busybox = daemon::image("busybox:latest");
     d.pull(&busybox).await;
     let mut pc = pod_config(&d, "hostns");
@@ -328,3 +349,9 @@ async fn host_network_and_pid_namespaces() {
     assert!(ps.contains("sleep 3600"), "b sees a's process: {ps}");
     d.shutdown().await;
 }
+
+on_both_runtimes!(
+    image_config_and_stop_signal_are_honoured,
+    security_context_limits_and_mounts,
+    host_network_and_pid_namespaces
+);
