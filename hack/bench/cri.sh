@@ -244,6 +244,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     path = "$CD/opt"
   [plugins."io.containerd.grpc.v1.cri"]
     sandbox_image = "$PAUSE_IMAGE"
+    # Without CAP_SYS_RESOURCE (as in this VM) runc cannot set the pause container's
+    # oom_score_adj of -998 and create fails; this clamps it to containerd's own value.
+    restrict_oom_score_adj = true
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = "$CNI_BIN"
       conf_dir = "$TMP/cni"
