@@ -418,33 +418,100 @@ fn proc_pids() -> Vec<i32> {
         .collect()
 }
 
-/// Pids of processes whose argv[0] (or executable) has the base name `name`.
-fn pids_named(name: &str) -> HashSet<i32> {
-    let base = |p: &str| -> String {
-        Path::new(p)
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
+/// What the memory attribution needs to know of one process.
+struct ProcInfo {
+    pid: i32,
+    ppid: i32,
+    argv: Vec<String>,
+    /// The base name of argv[0], else of the executable.
+    name: String,
+    /// `/proc/<pid>/ns/pid`, e.g. `pid:[4026531836]`.
+    pidns: String,
+    /// The pid inside its own (innermost) PID namespace.
+    inner_pid: Option<i32>,
+}
+
+fn base_name(p: &str) -> String {
+    Path::new(p.trim_end_matches(" (deleted)"))
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Every process now (those that vanish while being read are skipped).
+fn scan_procs() -> Vec<ProcInfo> {
     proc_pids()
         .into_iter()
-        .filter(|pid| {
-            let argv0 = std::fs::read(format!("/proc/{pid}/cmdline"))
-                .ok()
-                .and_then(|c| {
-                    c.split(|b| *b == 0)
-                        .next()
-                        .map(|a| String::from_utf8_lossy(a).into_owned())
-                })
-                .unwrap_or_default();
-            if base(&argv0) == name {
-                return true;
-            }
-            std::fs::read_link(format!("/proc/{pid}/exe"))
-                .map(|exe| base(&exe.to_string_lossy()).trim_end_matches(" (deleted)") == name)
-                .unwrap_or(false)
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let field = |key: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .map(str::trim)
+            };
+            let ppid = field("PPid:")?.parse().ok()?;
+            let inner_pid = field("NSpid:")
+                .and_then(|v| v.split_whitespace().last())
+                .and_then(|v| v.parse().ok());
+            let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .ok()?
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let name = match argv.first() {
+                Some(a0) => base_name(a0),
+                None => std::fs::read_link(format!("/proc/{pid}/exe"))
+                    .map(|e| base_name(&e.to_string_lossy()))
+                    .unwrap_or_default(),
+            };
+            let pidns = std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+                .ok()?
+                .to_string_lossy()
+                .into_owned();
+            Some(ProcInfo {
+                pid,
+                ppid,
+                argv,
+                name,
+                pidns,
+                inner_pid,
+            })
         })
         .collect()
+}
+
+/// The per-pod processes of `pods`: the monitors/shims (named `monitor`, with one of the pods'
+/// sandbox or container ids on their command line) and the pod holders (PID 1 of the PID
+/// namespace the monitors' children run in: containerd's pause, keel-cri's `--pause` holder).
+fn pod_processes(monitor: &str, pods: &[Pod]) -> (Vec<i32>, Vec<i32>) {
+    let procs = scan_procs();
+    let ids: Vec<&str> = pods
+        .iter()
+        .flat_map(|p| [p.sandbox.as_str(), p.container.as_str()])
+        .collect();
+    let monitors: HashSet<i32> = procs
+        .iter()
+        .filter(|p| p.name == monitor && p.argv.iter().any(|a| ids.iter().any(|id| a.contains(id))))
+        .map(|p| p.pid)
+        .collect();
+    let host_ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|l| l.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let pod_ns: HashSet<&str> = procs
+        .iter()
+        .filter(|p| monitors.contains(&p.ppid) && !monitors.contains(&p.pid))
+        .map(|p| p.pidns.as_str())
+        .filter(|ns| *ns != host_ns)
+        .collect();
+    let holders = procs
+        .iter()
+        .filter(|p| p.inner_pid == Some(1) && pod_ns.contains(p.pidns.as_str()))
+        .filter(|p| !monitors.contains(&p.pid))
+        .map(|p| p.pid)
+        .collect();
+    (monitors.into_iter().collect(), holders)
 }
 
 /// The pid holding the listening unix socket at `path`, from /proc/net/unix and /proc/*/fd.
@@ -491,6 +558,7 @@ struct MemReport {
     idle: Option<Mem>,
     loaded: Option<Mem>,
     monitors: Vec<Mem>,
+    holders: Vec<Mem>,
 }
 
 /// Starts `n` pods, measures the daemon and the monitor/shim processes they added, removes them.
@@ -502,7 +570,6 @@ async fn measure_loaded(
     n: usize,
     report: &mut MemReport,
 ) -> Result<()> {
-    let before = pids_named(&ep.monitor);
     let mut pods = Vec::with_capacity(n);
     for i in 0..n {
         let (pod, _) = start_pod(ep, idx, s, live, &format!("mem-{i}")).await?;
@@ -512,14 +579,12 @@ async fn measure_loaded(
     if let Some(pid) = ep.pid {
         report.loaded = Some(mem_of(pid)?);
     }
-    let added: Vec<i32> = pids_named(&ep.monitor)
-        .difference(&before)
-        .copied()
-        .collect();
-    report.monitors = added.iter().filter_map(|pid| mem_of(*pid).ok()).collect();
+    let (monitors, holders) = pod_processes(&ep.monitor, &pods);
+    report.monitors = monitors.iter().filter_map(|p| mem_of(*p).ok()).collect();
+    report.holders = holders.iter().filter_map(|p| mem_of(*p).ok()).collect();
     if report.monitors.is_empty() {
         eprintln!(
-            "cri-bench: {}: no new {:?} processes appeared for {n} pods",
+            "cri-bench: {}: found no {:?} process naming any of the {n} pods",
             ep.name, ep.monitor
         );
     }
@@ -775,49 +840,53 @@ fn print_table(eps: &[Endpoint], baseline: usize, res: &Results, args: &Args) {
             none(),
             1,
         );
-        let count = res
-            .mem
-            .iter()
-            .map(|m| Some(m.monitors.len() as f64))
-            .collect();
-        row(
-            format!("monitor/shim processes, {n} pods"),
-            count,
-            none(),
-            0,
-        );
-        let rss: Vec<Vec<f64>> = res
-            .mem
-            .iter()
-            .map(|m| m.monitors.iter().map(|x| mib(x.rss_kib)).collect())
-            .collect();
-        let pss: Vec<Vec<f64>> = res
+        type Pick = fn(&MemReport) -> &Vec<Mem>;
+        let kinds: [(&str, Pick); 2] = [
+            ("monitor/shim", |m| &m.monitors),
+            ("pod holder", |m| &m.holders),
+        ];
+        for (kind, pick) in kinds {
+            let count = res.mem.iter().map(|m| Some(pick(m).len() as f64)).collect();
+            row(format!("{kind} processes, {n} pods"), count, none(), 0);
+            let rss: Vec<Vec<f64>> = res
+                .mem
+                .iter()
+                .map(|m| pick(m).iter().map(|x| mib(x.rss_kib)).collect())
+                .collect();
+            let pss: Vec<Vec<f64>> = res
+                .mem
+                .iter()
+                .map(|m| pick(m).iter().filter_map(|x| x.pss_kib.map(mib)).collect())
+                .collect();
+            row(
+                format!("{kind} RSS per process (MiB)"),
+                rss.iter().map(|v| median(v)).collect(),
+                rss.iter().map(|v| percentile(v, 90.0)).collect(),
+                1,
+            );
+            row(
+                format!("{kind} PSS per process (MiB)"),
+                pss.iter().map(|v| median(v)).collect(),
+                pss.iter().map(|v| percentile(v, 90.0)).collect(),
+                1,
+            );
+        }
+        let per_pod = res
             .mem
             .iter()
             .map(|m| {
-                m.monitors
+                let all: Vec<u64> = m
+                    .monitors
                     .iter()
-                    .filter_map(|x| x.pss_kib.map(mib))
-                    .collect()
+                    .chain(&m.holders)
+                    .filter_map(|x| x.pss_kib)
+                    .collect();
+                (!all.is_empty()).then(|| mib(all.iter().sum()) / n as f64)
             })
             .collect();
         row(
-            "monitor/shim RSS per process (MiB)".to_string(),
-            rss.iter().map(|v| median(v)).collect(),
-            rss.iter().map(|v| percentile(v, 90.0)).collect(),
-            1,
-        );
-        row(
-            "monitor/shim PSS per process (MiB)".to_string(),
-            pss.iter().map(|v| median(v)).collect(),
-            pss.iter().map(|v| percentile(v, 90.0)).collect(),
-            1,
-        );
-        row(
-            format!("monitor/shim PSS total, {n} pods (MiB)"),
-            pss.iter()
-                .map(|v| (!v.is_empty()).then(|| v.iter().sum()))
-                .collect(),
+            "per-pod overhead: monitors+holders PSS / pods (MiB)".to_string(),
+            per_pod,
             none(),
             1,
         );
@@ -869,6 +938,14 @@ fn print_table(eps: &[Endpoint], baseline: usize, res: &Results, args: &Args) {
     println!("|-{}-|", sep.join("-|-"));
     for r in &rows {
         line(r);
+    }
+    if args.rss_pods > 0 {
+        println!();
+        println!(
+            "monitor/shim: the per-pod process the daemon starts (containerd-shim-runc-v2, keel-cri-monitor); \
+             pod holder: PID 1 of the pod's PID namespace (containerd's pause, keel-cri's `keel-cri-monitor --pause`). \
+             PSS shares each shared page among the processes mapping it."
+        );
     }
 }
 
