@@ -10,7 +10,7 @@ packages=(
   # host tools the tests use
   iproute2 nftables procps util-linux jq
   # the test registry and image tooling (hack/test-images.sh)
-  docker-registry busybox-static skopeo umoci
+  docker-registry busybox-static skopeo umoci zstd curl python3
   # peers the benchmarks and comparison tests run against
   containerd runc containernetworking-plugins etcd-server etcd-client hyperfine
 )

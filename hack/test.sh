@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Runs Keel's whole test suite: formatting, lints, then every test (unit, privileged, end-to-end).
-# Privileged tests need root and the local registry (hack/test-images.sh); under CI=true they fail
-# instead of skipping when either is missing.
+# Keel's one "test" command: installs the dependencies and the test images (both idempotent and
+# fast when done), then runs formatting, lints and every test (unit, privileged, end-to-end).
+# Privileged tests need root and the local registry; under CI=true they fail instead of skipping
+# when either is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "$(id -u)" = 0 ]; then
+  bash hack/install-deps.sh
+  bash hack/test-images.sh
+else
+  echo "test: not root: skipping install-deps and test-images; privileged tests will skip" >&2
+fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --workspace --bins --quiet

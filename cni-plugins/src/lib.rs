@@ -1,1 +1,7 @@
 //! keel-cni: CNI 1.1 spec types, the plugin skeleton, and the runtime side that invokes plugin chains.
+//!
+//! - [`spec`]: the types shared by runtimes and plugins (config lists, results, error objects).
+//! - [`runtime`]: what libcni does for a container runtime (load configs, run chains, cache).
+
+pub mod runtime;
+pub mod spec;

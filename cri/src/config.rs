@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Default location of the config file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/keel/cri.toml";
@@ -29,7 +29,7 @@ pub enum Error {
 }
 
 /// The whole keel-cri configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where the CRI gRPC server listens: `unix:///path/to.sock`.
@@ -55,7 +55,7 @@ pub struct Config {
     pub image_pull_progress_timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum CgroupDriver {
     Cgroupfs,
@@ -72,7 +72,7 @@ impl CgroupDriver {
 }
 
 /// A runtime handler: a runc-compatible binary and where it keeps its state.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeHandler {
     /// Path or name of a runc-compatible binary (`keel-runc`, `runc`, `youki`).
@@ -90,7 +90,7 @@ impl Default for RuntimeHandler {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct CniConfig {
     /// Directory of `.conflist`/`.conf`/`.json` network configs; the first in lexical order is used.
@@ -112,7 +112,7 @@ impl Default for CniConfig {
 }
 
 /// How to reach one registry host.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Endpoints tried in order before the registry itself: `https://host[:port]` or
@@ -232,6 +232,11 @@ impl Config {
         p.starts_with('/').then(|| PathBuf::from(p))
     }
 
+    /// The config as TOML, every key written out (what `keel-cri --print-config` shows).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render the config: {e}\n"))
+    }
+
     /// The CNI result cache directory (`cni.cache_dir`, or `<root>/cni-cache`).
     pub fn cni_cache_dir(&self) -> PathBuf {
         if self.cni.cache_dir.as_os_str().is_empty() {
@@ -289,6 +294,18 @@ mirrors = ["http://127.0.0.1:5000"]
             vec!["http://127.0.0.1:5000".to_string()]
         );
         assert_eq!(c.listen_path(), Some(PathBuf::from("/run/keel/cri.sock")));
+    }
+
+    #[test]
+    fn printed_config_parses_back() {
+        let mut c = Config::default();
+        c.registry.insert(
+            "registry.k8s.io".into(),
+            RegistryConfig {
+                mirrors: vec!["http://127.0.0.1:5000".into()],
+            },
+        );
+        assert_eq!(parse(&c.to_toml()).ok(), Some(c));
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub struct Runtime {
     pub(crate) names: Names,
     /// keel-cri's own oom_score_adj: containers are not given a lower one.
     pub(crate) daemon_oom_score_adj: i32,
+    /// keel-cri's own capability bounding set: privileged containers get these.
+    pub(crate) daemon_capabilities: u64,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -183,6 +185,14 @@ impl Runtime {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
+        let daemon_capabilities = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapBnd:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .unwrap_or(u64::MAX);
         let rt = Arc::new(Runtime {
             config,
             monitor_binary,
@@ -192,6 +202,7 @@ impl Runtime {
             containers: RwLock::new(HashMap::new()),
             names: Names::default(),
             daemon_oom_score_adj,
+            daemon_capabilities,
         });
         rt.recover().await;
         Ok(rt)
@@ -249,6 +260,12 @@ impl Runtime {
         map.values().cloned().collect()
     }
 
+    /// The ids of every sandbox keel-cri knows (ready or not).
+    pub fn sandbox_ids(&self) -> Vec<String> {
+        let map = self.sandboxes.read().unwrap_or_else(|p| p.into_inner());
+        map.keys().cloned().collect()
+    }
+
     pub(crate) fn all_containers(&self) -> Vec<Arc<ContainerEntry>> {
         let map = self.containers.read().unwrap_or_else(|p| p.into_inner());
         map.values().cloned().collect()
@@ -273,6 +290,16 @@ impl Runtime {
                         .insert(rec.id.clone(), entry);
                 }
                 Err(e) => tracing::warn!("skipping sandbox {}: {e}", dir.display()),
+            }
+        }
+        let live: std::collections::HashSet<String> = self.sandbox_ids().into_iter().collect();
+        let state = self.config.state.clone();
+        if let Ok(removed) =
+            tokio::task::spawn_blocking(move || crate::sandbox::orphans::remove(&state, &live))
+                .await
+        {
+            for path in removed {
+                tracing::warn!(path = %path.display(), "removed what a lost sandbox left");
             }
         }
         for dir in read_dir(self.config.root.join("containers")) {

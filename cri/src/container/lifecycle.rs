@@ -130,6 +130,7 @@ impl Runtime {
             ipcns: sb.pinned.ipcns.clone(),
             utsns: sb.pinned.utsns.clone(),
             pidns: sb.pid_holder.as_ref().map(|h| h.path.clone()),
+            host_pid: sb.modes.pid == cri::NamespaceMode::Node as i32,
             cgroup_parent: sb.cgroup_parent.clone(),
             hostname_file: Some(self.sandbox_dir(&sb.id).join("hostname")),
             resolv_conf: Some(self.sandbox_dir(&sb.id).join("resolv.conf")),
@@ -145,6 +146,7 @@ impl Runtime {
             user: &resolved_user,
             cgroup_driver: self.config.cgroup_driver,
             daemon_oom_score_adj: self.daemon_oom_score_adj,
+            daemon_capabilities: self.daemon_capabilities,
             devices: &spec::HostDevices,
         })
         .map_err(|e| match e {
@@ -282,7 +284,7 @@ impl Runtime {
         };
         let mut rec = entry.record.lock().await;
         if matches!(rec.state, ContainerState::Exited | ContainerState::Unknown) {
-            let _ = entry.exited.send(true);
+            let _ = entry.exited.send_replace(true);
             return;
         }
         match ExitRecord::read(&self.monitor_dir(id)) {
@@ -292,7 +294,8 @@ impl Runtime {
                     .finished_at
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_nanos() as i64)
-                    .unwrap_or(0);
+                    .unwrap_or(0)
+                    .max(rec.started_at);
                 rec.reason = if oom_killed(&rec.cgroups_path) {
                     "OOMKilled"
                 } else if exit.exit_code == 0 {
@@ -316,7 +319,7 @@ impl Runtime {
             tracing::error!(container = %id, "recording exit: {e}");
         }
         tracing::info!(container = %id, exit_code = rec.exit_code, reason = %rec.reason, "container exited");
-        let _ = entry.exited.send(true);
+        let _ = entry.exited.send_replace(true);
     }
 
     pub async fn start_container(&self, id: &str) -> Result<(), Error> {
@@ -331,9 +334,11 @@ impl Runtime {
             )));
         }
         let runtime = self.oci_runtime(&rec.runtime_handler)?;
+        // Taken before the start: a process that exits at once must not end before it started.
+        let started_at = store::now_ns();
         runtime.start(&rec.id).await.map_err(rt_err)?;
         rec.state = ContainerState::Running;
-        rec.started_at = store::now_ns();
+        rec.started_at = started_at;
         store::write_json(&self.container_dir(&rec.id).join("container.json"), &*rec)
             .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(())

@@ -54,6 +54,9 @@ pub struct SandboxView {
     pub utsns: Option<PathBuf>,
     /// The pod's shared PID namespace (NamespaceMode POD), if any.
     pub pidns: Option<PathBuf>,
+    /// The pod uses the host's PID namespace (NamespaceMode NODE): so do its containers in POD
+    /// mode.
+    pub host_pid: bool,
     pub cgroup_parent: String,
     pub hostname_file: Option<PathBuf>,
     pub resolv_conf: Option<PathBuf>,
@@ -114,6 +117,8 @@ pub struct SpecInput<'a> {
     pub cgroup_driver: CgroupDriver,
     /// keel-cri's own oom_score_adj: the floor a container's may be clamped to.
     pub daemon_oom_score_adj: i32,
+    /// keel-cri's own capability bounding set (CapBnd bits): what "all capabilities" means.
+    pub daemon_capabilities: u64,
     pub devices: &'a dyn DeviceLookup,
 }
 
@@ -280,18 +285,33 @@ fn normalize_cap(name: &str) -> Result<String, Error> {
     }
 }
 
-/// The capability set after the request's add/drop (with `ALL` on either side).
-pub fn capabilities(sc: Option<&cri::LinuxContainerSecurityContext>) -> Result<Vec<String>, Error> {
+/// Every capability whose bit is set in `bounding` (ALL_CAPABILITIES is in bit order).
+fn all_available(bounding: u64) -> Vec<String> {
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
+/// The capability set after the request's add/drop (with `ALL` on either side). "All" means
+/// every capability keel-cri itself holds (`bounding`, its CapBnd), as containerd does: a
+/// runtime cannot grant more, and would fail the container.
+pub fn capabilities(
+    sc: Option<&cri::LinuxContainerSecurityContext>,
+    bounding: u64,
+) -> Result<Vec<String>, Error> {
     let privileged = sc.is_some_and(|s| s.privileged);
     let mut caps: Vec<String> = if privileged {
-        ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect()
+        all_available(bounding)
     } else {
         DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect()
     };
     if let Some(c) = sc.and_then(|s| s.capabilities.as_ref()) {
         let is_all = |v: &[String]| v.iter().any(|c| c.eq_ignore_ascii_case("ALL"));
         if is_all(&c.add_capabilities) {
-            caps = ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect();
+            caps = all_available(bounding);
         } else {
             for a in &c.add_capabilities {
                 let a = normalize_cap(a)?;
@@ -406,7 +426,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Built, Error> {
             "working_dir {cwd:?} is not absolute"
         )));
     }
-    let caps = capabilities(sc)?;
+    let caps = capabilities(sc, input.daemon_capabilities)?;
     let (effective, ambient): (Vec<String>, Vec<String>) = if input.user.uid == 0 {
         (caps.clone(), Vec::new())
     } else {
@@ -539,6 +559,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Built, Error> {
     let mut namespaces = vec![json!({"type": "mount"})];
     match mode(|n| n.pid) {
         cri::NamespaceMode::Node => {}
+        cri::NamespaceMode::Pod if sb.host_pid => {}
         cri::NamespaceMode::Pod if sb.pidns.is_some() => {
             namespaces.push(ns_entry("pid", sb.pidns.as_deref()))
         }
@@ -725,6 +746,7 @@ mod tests {
             ipcns: Some("/run/keel/cri/ipcns/sb1".into()),
             utsns: Some("/run/keel/cri/utsns/sb1".into()),
             pidns: None,
+            host_pid: false,
             cgroup_parent: "/kubepods/besteffort/podu-1".into(),
             hostname_file: Some("/var/lib/keel/cri/sandboxes/sb1/hostname".into()),
             resolv_conf: Some("/var/lib/keel/cri/sandboxes/sb1/resolv.conf".into()),
@@ -771,6 +793,7 @@ mod tests {
             user: &root(),
             cgroup_driver: CgroupDriver::Cgroupfs,
             daemon_oom_score_adj: oom_floor,
+            daemon_capabilities: u64::MAX,
             devices: &devs,
         })
     }
@@ -837,22 +860,30 @@ mod tests {
             }),
             ..Default::default()
         };
-        let caps =
-            capabilities(Some(&sc(&["NET_ADMIN"], &["kill", "CAP_CHOWN"], false))).expect("caps");
+        let caps = capabilities(
+            Some(&sc(&["NET_ADMIN"], &["kill", "CAP_CHOWN"], false)),
+            u64::MAX,
+        )
+        .expect("caps");
         assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
         assert!(
             !caps.contains(&"CAP_KILL".to_string()) && !caps.contains(&"CAP_CHOWN".to_string())
         );
         assert_eq!(
-            capabilities(Some(&sc(&["NET_BIND_SERVICE"], &["ALL"], false))),
+            capabilities(Some(&sc(&["NET_BIND_SERVICE"], &["ALL"], false)), u64::MAX),
             Ok(vec!["CAP_NET_BIND_SERVICE".to_string()])
         );
         assert_eq!(
-            capabilities(Some(&sc(&[], &[], true))).map(|c| c.len()),
+            capabilities(Some(&sc(&[], &[], true)), u64::MAX).map(|c| c.len()),
             Ok(ALL_CAPABILITIES.len())
         );
+        // Privileged under a daemon without CAP_SYS_RESOURCE (bit 24): everything else.
+        let without_sys_resource =
+            capabilities(Some(&sc(&[], &[], true)), !(1u64 << 24)).expect("privileged caps");
+        assert_eq!(without_sys_resource.len(), ALL_CAPABILITIES.len() - 1);
+        assert!(!without_sys_resource.contains(&"CAP_SYS_RESOURCE".to_string()));
         assert_eq!(
-            capabilities(Some(&sc(&["FLY"], &[], false))),
+            capabilities(Some(&sc(&["FLY"], &[], false)), u64::MAX),
             Err(Error::Capability("FLY".into()))
         );
     }
@@ -875,6 +906,42 @@ mod tests {
             ),
             "kubepods-pod1.slice:keel:c"
         );
+    }
+
+    #[test]
+    fn pid_namespace_follows_the_pod() {
+        let pid_ns = |sb: &SandboxView| {
+            let c = cfg();
+            let built = build(&SpecInput {
+                id: "c1",
+                config: &c,
+                sandbox: sb,
+                image: &image(),
+                user: &root(),
+                cgroup_driver: CgroupDriver::Cgroupfs,
+                daemon_oom_score_adj: 0,
+                daemon_capabilities: u64::MAX,
+                devices: &NoDevices(HashMap::new()),
+            })
+            .expect("spec");
+            built.spec["linux"]["namespaces"]
+                .as_array()
+                .expect("namespaces")
+                .iter()
+                .find(|n| n["type"] == "pid")
+                .cloned()
+        };
+        let mut sb = sandbox();
+        assert_eq!(pid_ns(&sb), Some(json!({"type": "pid"})), "its own");
+        sb.pidns = Some("/run/keel/cri/pidns/sb1".into());
+        assert_eq!(
+            pid_ns(&sb),
+            Some(json!({"type": "pid", "path": "/run/keel/cri/pidns/sb1"})),
+            "the pod's"
+        );
+        sb.pidns = None;
+        sb.host_pid = true;
+        assert_eq!(pid_ns(&sb), None, "the host's, as the pod");
     }
 
     #[test]

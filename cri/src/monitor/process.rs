@@ -186,6 +186,21 @@ impl Monitor {
             .stdin(Stdio::null())
             .stdout(Stdio::from(out_w))
             .stderr(Stdio::from(err_w));
+        // The monitor blocks the signals its signalfd reads; the runtime and so the container
+        // would inherit that mask (a blocked SIGTERM or stop signal never arrives): clear it.
+        // SAFETY: runs between fork and exec and only calls sigemptyset and sigprocmask, which
+        // are async-signal-safe.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+                libc::sigemptyset(set.as_mut_ptr());
+                if libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {

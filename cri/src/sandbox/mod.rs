@@ -2,4 +2,5 @@
 pub mod files;
 pub mod lifecycle;
 pub mod namespaces;
+pub mod orphans;
 pub mod pidns;

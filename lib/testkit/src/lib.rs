@@ -125,6 +125,62 @@ impl Drop for Netns {
     }
 }
 
+/// A host network link made for a test (by the test or by a plugin it ran, e.g. a CNI bridge),
+/// deleted on drop even when the test fails. Never touches a link it was not named for.
+pub struct HostLink {
+    name: String,
+}
+
+impl HostLink {
+    /// A fresh name `<prefix><pid % 1000><n>` (at most 15 bytes for a prefix of up to 6), unique
+    /// among parallel tests. Nothing is created.
+    pub fn unique(prefix: &str) -> HostLink {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "{prefix}{}{}",
+            std::process::id() % 1000,
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        assert!(name.len() <= 15, "interface name {name} is too long");
+        HostLink { name }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the link exists on the host.
+    pub fn exists(&self) -> bool {
+        Command::new("ip")
+            .args(["link", "show", "dev", &self.name])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    /// The names of the links enslaved to this one (a bridge's ports).
+    pub fn ports(&self) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", "master", &self.name])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        out.lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+            .collect()
+    }
+}
+
+impl Drop for HostLink {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "delete", "dev", &self.name])
+            .output();
+    }
+}
+
 /// Runs a host command that must succeed; panics with its stderr otherwise.
 pub fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)
