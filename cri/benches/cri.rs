@@ -862,13 +862,13 @@ fn print_table(eps: &[Endpoint], baseline: usize, res: &Results, args: &Args) {
                 format!("{kind} RSS per process (MiB)"),
                 rss.iter().map(|v| median(v)).collect(),
                 rss.iter().map(|v| percentile(v, 90.0)).collect(),
-                1,
+                2,
             );
             row(
                 format!("{kind} PSS per process (MiB)"),
                 pss.iter().map(|v| median(v)).collect(),
                 pss.iter().map(|v| percentile(v, 90.0)).collect(),
-                1,
+                2,
             );
         }
         let per_pod = res
@@ -888,7 +888,7 @@ fn print_table(eps: &[Endpoint], baseline: usize, res: &Results, args: &Args) {
             "per-pod overhead: monitors+holders PSS / pods (MiB)".to_string(),
             per_pod,
             none(),
-            1,
+            2,
         );
     }
 
@@ -939,8 +939,12 @@ fn print_table(eps: &[Endpoint], baseline: usize, res: &Results, args: &Args) {
     for r in &rows {
         line(r);
     }
+    println!();
+    println!(
+        "Runtimes split the work of CreateContainer and StartContainer differently (where the \
+         OCI runtime's create runs): compare \"pod+container start\" across runtimes."
+    );
     if args.rss_pods > 0 {
-        println!();
         println!(
             "monitor/shim: the per-pod process the daemon starts (containerd-shim-runc-v2, keel-cri-monitor); \
              pod holder: PID 1 of the pod's PID namespace (containerd's pause, keel-cri's `keel-cri-monitor --pause`). \

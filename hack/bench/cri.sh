@@ -13,6 +13,7 @@
 # Usage: hack/bench/cri.sh [bench flags...]   e.g. --iterations 50 --rss-pods 5
 # Env:   BENCH_RUNTIMES="keel-cri containerd"  which daemons to run (keel-runc is added when
 #        built); e.g. BENCH_RUNTIMES=containerd for containerd alone.
+#        BENCH_IPMASQ=true  the bridge plugin also masquerades (iptables rules per pod).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -25,12 +26,15 @@ REGISTRY=127.0.0.1:5000
 PAUSE_IMAGE=$REGISTRY/keel-test/pause:latest
 BUSYBOX_IMAGE=$REGISTRY/keel-test/busybox:latest
 RUNTIMES=${BENCH_RUNTIMES:-keel-cri containerd}
+IPMASQ=${BENCH_IPMASQ:-false} # true: the bridge plugin also adds its iptables NAT rules per pod
 START_TIMEOUT=60 # seconds for a daemon to serve its socket
 STOP_TIMEOUT=20  # seconds for a daemon to exit after SIGTERM
 
 die() { echo "bench/cri: error: $*" >&2; exit 1; }
 log() { echo "bench/cri: $*" >&2; }
 wants() { [[ " $RUNTIMES " == *" $1 "* ]]; }
+
+[[ $IPMASQ == true || $IPMASQ == false ]] || die "BENCH_IPMASQ must be true or false, not $IPMASQ"
 
 [[ $EUID == 0 ]] || die "needs root (network namespaces, mounts, cgroups)"
 for tool in containerd ctr /usr/sbin/runc ip jq curl findmnt /usr/bin/python3 cargo; do
@@ -125,7 +129,7 @@ cleanup() {
   for f in /proc/[0-9]*/cmdline; do
     pid=${f#/proc/} && pid=${pid%/cmdline}
     [[ $pid == "$$" ]] && continue
-    cmd=$(tr '\0' ' ' <"$f" 2>/dev/null) || continue
+    cmd=$( { tr '\0' ' ' <"$f"; } 2>/dev/null) || continue
     [[ $cmd == *"$TMP"* ]] || continue
     log "killing leftover pid $pid: $cmd"
     kill -KILL "$pid" 2>/dev/null
@@ -134,6 +138,12 @@ cleanup() {
   for mnt in $(findmnt -rn -o TARGET | grep -F -- "$TMP/" | sort -r); do
     umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || log "could not unmount $mnt"
   done
+  if ((rc != 0)); then
+    for name in "${!DAEMON_PID[@]}"; do
+      log "last lines of $name's log:"
+      tail -n 20 "$TMP/$name.log" >&2
+    done
+  fi
   ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE"
   rm -f /var/lib/cni/results/"$NETNAME"-* # containerd's libcni result cache
   rm -rf --one-file-system "$TMP"
@@ -172,7 +182,7 @@ cat >"$TMP/cni/10-$NETNAME.conflist" <<EOF
       "type": "bridge",
       "bridge": "$BRIDGE",
       "isGateway": true,
-      "ipMasq": false,
+      "ipMasq": $IPMASQ,
       "hairpinMode": true,
       "ipam": {
         "type": "host-local",
