@@ -22,11 +22,14 @@
 //! or `--monitor NAME=PROCESS`).
 //!
 //! Every pod carries the label `keel.bench/run=<run id>`; at the end, on failure and on
-//! SIGINT/SIGTERM, every pod this run made is stopped and removed. Every RPC has a timeout.
+//! SIGINT/SIGTERM (after the RPC under way), every pod this run made is stopped and removed.
+//! Every RPC has a timeout.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -142,6 +145,17 @@ struct Settings {
     rpc_timeout: Duration,
     run_id: String,
     log_root: PathBuf,
+    /// Set by SIGINT/SIGTERM: finish the RPC under way, then stop and clean up.
+    stop: Arc<AtomicBool>,
+}
+
+impl Settings {
+    fn check_stop(&self) -> Result<()> {
+        if self.stop.load(Ordering::SeqCst) {
+            bail!("interrupted by a signal");
+        }
+        Ok(())
+    }
 }
 
 /// Pods made by this run and not yet removed: (endpoint index, sandbox id, log dir).
@@ -572,6 +586,7 @@ async fn measure_loaded(
 ) -> Result<()> {
     let mut pods = Vec::with_capacity(n);
     for i in 0..n {
+        s.check_stop()?;
         let (pod, _) = start_pod(ep, idx, s, live, &format!("mem-{i}")).await?;
         check_pod(ep, s, &pod).await?;
         pods.push(pod);
@@ -589,6 +604,7 @@ async fn measure_loaded(
         );
     }
     for pod in &pods {
+        s.check_stop()?;
         stop_pod(ep, idx, s, live, pod).await?;
     }
     Ok(())
@@ -611,6 +627,7 @@ async fn bench(args: &Args, eps: &[Endpoint], s: &Settings, live: &mut Live) -> 
     for i in 0..args.warmup + args.iterations {
         let timed = i >= args.warmup;
         for (idx, ep) in eps.iter().enumerate() {
+            s.check_stop()?;
             let tag = if timed {
                 format!("{}", i - args.warmup)
             } else {
@@ -1007,6 +1024,7 @@ async fn run(args: Args) -> Result<()> {
         rpc_timeout,
         log_root: std::env::temp_dir().join(format!("keel-cri-bench-{run_id}")),
         run_id,
+        stop: Arc::new(AtomicBool::new(false)),
     };
 
     let mut eps = Vec::new();
@@ -1026,11 +1044,24 @@ async fn run(args: Args) -> Result<()> {
     }
 
     let mut live = Live::default();
-    let outcome = tokio::select! {
-        r = bench(&args, &eps, &s, &mut live) => r,
-        r = shutdown_signal() => r.and_then(|()| Err(anyhow!("interrupted"))),
-    };
+    // A signal does not drop the RPC under way (the daemon would cancel it half done): the
+    // bench stops at the next operation boundary and cleans up; a second signal exits at once.
+    let stop = s.stop.clone();
+    let signals = tokio::spawn(async move {
+        if let Err(e) = shutdown_signal().await {
+            eprintln!("cri-bench: not watching signals: {e:#}");
+            return;
+        }
+        eprintln!("cri-bench: signal: stopping after the RPC under way, then removing the pods");
+        stop.store(true, Ordering::SeqCst);
+        if shutdown_signal().await.is_ok() {
+            eprintln!("cri-bench: second signal: exiting without cleanup");
+            std::process::exit(130);
+        }
+    });
+    let outcome = bench(&args, &eps, &s, &mut live).await;
     let cleaned = cleanup(&eps, &s, &mut live).await;
+    signals.abort();
     let results = match (outcome, cleaned) {
         (Ok(r), Ok(())) => r,
         (Err(e), Ok(())) => return Err(e),
