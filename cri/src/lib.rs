@@ -10,5 +10,6 @@ pub mod runc;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;
+pub mod stages;
 pub mod store;
 pub mod undo;

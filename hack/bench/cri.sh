@@ -14,6 +14,7 @@
 # Env:   BENCH_RUNTIMES="keel-cri containerd"  which daemons to run (keel-runc is added when
 #        built); e.g. BENCH_RUNTIMES=containerd for containerd alone.
 #        BENCH_IPMASQ=true  the bridge plugin also masquerades (iptables rules per pod).
+#        BENCH_LOG_DIR=DIR  keep the daemons' logs there (keel-cri logs each operation's stages).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -107,6 +108,9 @@ wait_gone() {
 cleanup() {
   local rc=$? name pid mnt root bin id f cmd
   set +e
+  if [[ -n ${BENCH_LOG_DIR:-} ]]; then
+    mkdir -p "$BENCH_LOG_DIR" && cp "$TMP"/*.log "$BENCH_LOG_DIR"/ 2>/dev/null
+  fi
   for name in "${!DAEMON_PID[@]}"; do
     pid=${DAEMON_PID[$name]}
     kill -0 "$pid" 2>/dev/null || continue

@@ -104,6 +104,7 @@ impl Runtime {
             Error::AlreadyExists(format!("container {name}: {e} (a CreateContainer with this name is done or still in progress)"))
         })?;
         let mut undo = Undo::new();
+        let mut stages = crate::stages::Stages::new();
         {
             let rt = self.clone();
             let name = name.clone();
@@ -125,6 +126,7 @@ impl Runtime {
             let id = id.clone();
             undo.push(move || images.release(&id));
         }
+        stages.mark("prepare");
         let bundle = dir.join("bundle");
         let rootfs_dir = bundle.join("rootfs");
         let (layers, upper, work) = (image.layers.clone(), dir.join("upper"), dir.join("work"));
@@ -209,6 +211,7 @@ impl Runtime {
             None
         };
 
+        stages.mark("rootfs+spec");
         let runtime = self.oci_runtime(&sb.runtime_handler)?;
         let argv = runtime.create_argv(
             &id,
@@ -238,6 +241,7 @@ impl Runtime {
             });
         }
 
+        stages.mark("monitor+runtime-create");
         let record = ContainerRecord {
             version: store::CHECKPOINT_VERSION,
             id: id.clone(),
@@ -300,7 +304,8 @@ impl Runtime {
             );
         undo.disarm();
         self.watch_monitor(id.clone(), started.handle);
-        tracing::info!(container = %id, %name, "container created");
+        stages.mark("checkpoint");
+        tracing::info!(container = %id, %name, stages = %stages.summary(), "container created");
         Ok(id)
     }
 

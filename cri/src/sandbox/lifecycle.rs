@@ -120,6 +120,7 @@ impl Runtime {
             ))
         })?;
         let mut undo = Undo::new();
+        let mut stages = crate::stages::Stages::new();
         {
             let rt = self.clone();
             let name = name.clone();
@@ -168,6 +169,7 @@ impl Runtime {
             undo.push(move || namespaces::remove(&p));
         }
 
+        stages.mark("namespaces");
         let shm = if host_ipc {
             None
         } else {
@@ -248,6 +250,7 @@ impl Runtime {
                 .collect(),
         };
 
+        stages.mark("shm+pid-holder");
         if let Some(att) = record.attachment(port_mappings(config)) {
             let net = self.network.clone();
             let a = att.clone();
@@ -261,6 +264,7 @@ impl Runtime {
             record.ips = ips;
             record.network_attached = true;
         }
+        stages.mark("network");
         store::write_json(&dir.join("sandbox.json"), &record)
             .map_err(|e| Error::Internal(e.to_string()))?;
         std::fs::write(
@@ -278,7 +282,8 @@ impl Runtime {
                 }),
             );
         undo.disarm();
-        tracing::info!(sandbox = %id, %name, "sandbox ready");
+        stages.mark("checkpoint");
+        tracing::info!(sandbox = %id, %name, stages = %stages.summary(), "sandbox ready");
         Ok(id)
     }
 
