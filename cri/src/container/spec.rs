@@ -25,6 +25,8 @@ pub enum Error {
     Device { path: String, message: String },
     #[error("capability {0:?} is not a Linux capability")]
     Capability(String),
+    #[error("seccomp: {0}")]
+    Seccomp(String),
     #[error("{0}")]
     Unsupported(String),
 }
@@ -400,17 +402,6 @@ pub fn build(input: &SpecInput<'_>) -> Result<Built, Error> {
                 .to_string(),
         ));
     }
-    if let Some(p) = sc.and_then(|s| s.seccomp.as_ref()) {
-        let t = cri::security_profile::ProfileType::try_from(p.profile_type)
-            .unwrap_or(cri::security_profile::ProfileType::Unconfined);
-        if t != cri::security_profile::ProfileType::Unconfined {
-            return Err(Error::Unsupported(format!(
-                "seccomp profile {:?} is not supported yet; only Unconfined",
-                t.as_str_name()
-            )));
-        }
-    }
-
     // Process.
     let args = process_args(cfg, input.image)?;
     let env = process_env(cfg, input.image, &sb.hostname);
@@ -427,6 +418,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<Built, Error> {
         )));
     }
     let caps = capabilities(sc, input.daemon_capabilities)?;
+    let seccomp =
+        super::seccomp::for_container(sc.and_then(|s| s.seccomp.as_ref()), privileged, &caps)?;
     let (effective, ambient): (Vec<String>, Vec<String>) = if input.user.uid == 0 {
         (caps.clone(), Vec::new())
     } else {
@@ -460,8 +453,12 @@ pub fn build(input: &SpecInput<'_>) -> Result<Built, Error> {
             "inheritable": ambient,
             "ambient": ambient,
         },
-        "noNewPrivileges": sc.is_some_and(|s| s.no_new_privs),
     });
+    // Written only when set: an explicit `false` makes libcontainer 0.7 load a seccomp filter
+    // after dropping CAP_SYS_ADMIN, which the kernel refuses without no_new_privs.
+    if sc.is_some_and(|s| s.no_new_privs) {
+        process["noNewPrivileges"] = json!(true);
+    }
     if let Some(r) = resources {
         let wanted = r.oom_score_adj;
         if wanted != 0 || input.daemon_oom_score_adj != 0 {
@@ -705,6 +702,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Built, Error> {
     });
     if let Some(p) = rootfs_propagation {
         linux_json["rootfsPropagation"] = json!(p);
+    }
+    if let Some(profile) = seccomp {
+        linux_json["seccomp"] = profile;
     }
     let spec = json!({
         "ociVersion": "1.0.2",

@@ -350,7 +350,91 @@ async fn host_network_and_pid_namespaces(runtime: &str) {
     d.shutdown().await;
 }
 
+async fn seccomp_runtime_default_refuses_what_it_must(runtime: &str) {
+    if !gate(&format!("seccomp_runtime_default on {runtime}")) {
+        return;
+    }
+    let mut d = Daemon::start(Options::with_runtime(runtime)).await;
+    let busybox = daemon::image("busybox:latest");
+    d.pull(&busybox).await;
+    let pc = pod_config(&d, "seccomp");
+    let pod = run_pod(&mut d, &pc).await;
+    let with_profile = |name: &str, t: cri::security_profile::ProfileType| {
+        let mut cfg = container_config(
+            name,
+            &busybox,
+            &[
+                "sh",
+                "-c",
+                "grep Seccomp: /proc/self/status; unshare -U true && echo made || echo refused; exec sleep 3600",
+            ],
+        );
+        cfg.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                seccomp: Some(cri::SecurityProfile {
+                    profile_type: t as i32,
+                    localhost_ref: String::new(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        cfg
+    };
+    use cri::security_profile::ProfileType;
+    let confined = start_container(
+        &mut d,
+        &pod,
+        &pc,
+        with_profile("confined", ProfileType::RuntimeDefault),
+    )
+    .await;
+    let free = start_container(
+        &mut d,
+        &pod,
+        &pc,
+        with_profile("free", ProfileType::Unconfined),
+    )
+    .await;
+    // The container's own process: filtered or not.
+    for (name, want) in [
+        ("confined", vec!["Seccomp:\t2", "refused"]),
+        ("free", vec!["Seccomp:\t0", "made"]),
+    ] {
+        let log = d.log_dir("seccomp").join(format!("{name}/0.log"));
+        let lines = eventually("the container's report", Duration::from_secs(20), || {
+            let lines: Vec<String> = read_cri_log(&log)
+                .into_iter()
+                .filter(|(stream, _)| stream == "stdout")
+                .map(|(_, t)| t)
+                .collect();
+            async move { (lines.len() >= 2).then_some(lines) }
+        })
+        .await;
+        assert_eq!(lines, want, "{name}");
+    }
+    // Processes started by ExecSync get the same filter.
+    // A user namespace needs no capability: only the profile stands in the way.
+    let (code, out) = exec(&mut d, &free, "unshare -U true && echo made").await;
+    assert_eq!((code, out.as_str()), (0, "made\n"), "unconfined");
+    let (code, out) = exec(&mut d, &confined, "unshare -U true && echo made").await;
+    assert_ne!(code, 0, "RuntimeDefault refuses new namespaces: {out}");
+    let (code, out) = exec(
+        &mut d,
+        &confined,
+        "grep Seccomp: /proc/self/status; echo ok",
+    )
+    .await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Seccomp:\t2\nok\n"),
+        "filter mode"
+    );
+    d.shutdown().await;
+}
+
 on_both_runtimes!(
+    seccomp_runtime_default_refuses_what_it_must,
     image_config_and_stop_signal_are_honoured,
     security_context_limits_and_mounts,
     host_network_and_pid_namespaces
