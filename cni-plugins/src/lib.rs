@@ -3,5 +3,6 @@
 //! - [`spec`]: the types shared by runtimes and plugins (config lists, results, error objects).
 //! - [`runtime`]: what libcni does for a container runtime (load configs, run chains, cache).
 
+pub mod ipam;
 pub mod runtime;
 pub mod spec;
