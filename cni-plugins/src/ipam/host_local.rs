@@ -5,15 +5,17 @@
 //! free one in round-robin order) and gives back everything it took if any set fails. DEL frees
 //! the attachment's addresses and is idempotent. CHECK wants at least one. GC frees every
 //! allocation whose attachment is not listed as valid. STATUS fails when a range set is full.
+//! [`HostLocal`] is the same behind the plugin skeleton's [`Plugin`] trait.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::config::IpamConfig;
+use super::config::{IpamConfig, valid_attachments};
 use super::store::Store;
 use super::{Error, RangeSet};
-use crate::spec::{CniResult, IpConfig};
+use crate::plugin::{Invocation, Plugin, PluginError};
+use crate::spec::{CniResult, IpConfig, code};
 
 /// The spec version results are built in (the plugin skeleton converts for older configs).
 const RESULT_VERSION: &str = "1.1.0";
@@ -171,4 +173,47 @@ pub fn status(cfg: &IpamConfig) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// The host-local plugin for [`crate::plugin::run`].
+#[derive(Debug, Default)]
+pub struct HostLocal;
+
+impl From<Error> for PluginError {
+    fn from(e: Error) -> PluginError {
+        PluginError::new(e.code(), e.to_string())
+    }
+}
+
+fn config(inv: &Invocation) -> Result<IpamConfig, Error> {
+    IpamConfig::from_config(&inv.config, &inv.args)
+}
+
+impl Plugin for HostLocal {
+    fn add(&self, inv: &Invocation) -> Result<CniResult, PluginError> {
+        Ok(add(&config(inv)?, &inv.container_id, &inv.ifname)?)
+    }
+
+    fn del(&self, inv: &Invocation) -> Result<(), PluginError> {
+        del(&config(inv)?, &inv.container_id, &inv.ifname)?;
+        Ok(())
+    }
+
+    fn check(&self, inv: &Invocation) -> Result<(), PluginError> {
+        Ok(check(&config(inv)?, &inv.container_id, &inv.ifname)?)
+    }
+
+    fn status(&self, inv: &Invocation) -> Result<(), PluginError> {
+        status(&config(inv)?).map_err(|e| match e {
+            // The spec's "cannot service ADD requests".
+            Error::Exhausted { .. } => PluginError::new(code::PLUGIN_NOT_AVAILABLE, e.to_string()),
+            e => e.into(),
+        })
+    }
+
+    fn gc(&self, inv: &Invocation) -> Result<(), PluginError> {
+        let valid = valid_attachments(&inv.config)?;
+        gc(&config(inv)?, &valid)?;
+        Ok(())
+    }
 }
