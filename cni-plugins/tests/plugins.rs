@@ -451,12 +451,13 @@ fn concurrent_adds(bins: &[&Path], n: usize) {
         "ipam": {"type": "host-local", "dataDir": tmp.path(), "subnet": "10.80.0.0/24"}
     })
     .to_string();
-    let run_all = |command: &'static str| -> Vec<Outcome> {
+    // DEL runs with the next binary in `bins`: each plugin frees what the other allocated.
+    let run_all = |command: &'static str, shift: usize| -> Vec<Outcome> {
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..n)
                 .map(|i| {
                     let config = &config;
-                    let bin = bins[i % bins.len()];
+                    let bin = bins[(i + shift) % bins.len()];
                     s.spawn(move || exec(bin, &env_for(command, &format!("ctr-{i}")), config))
                 })
                 .collect();
@@ -466,7 +467,7 @@ fn concurrent_adds(bins: &[&Path], n: usize) {
                 .collect()
         })
     };
-    let adds = run_all("ADD");
+    let adds = run_all("ADD", 0);
     let ips: BTreeSet<String> = adds
         .iter()
         .map(|r| {
@@ -486,7 +487,7 @@ fn concurrent_adds(bins: &[&Path], n: usize) {
             .count()
     };
     assert_eq!(allocated(&store), n);
-    for r in run_all("DEL") {
+    for r in run_all("DEL", 1) {
         assert!(r.ok, "DEL failed: {}", r.out);
     }
     assert_eq!(allocated(&store), 0, "DELs left allocations behind");
@@ -623,9 +624,54 @@ fn loopback_matches_reference() {
             ));
         }
         println!(
-            "loopback {version}: ours {:?}\n             reference {:?}",
+            "loopback {version} (result, CHECK after DEL, DEL again, DEL without netns):\n  ours      {:?}\n  reference {:?}",
             outs[0], outs[1]
         );
         assert_eq!(outs[0], outs[1], "loopback {version}: ours vs reference");
     }
+}
+
+/// GC and STATUS (CNI 1.1; the reference of Debian 12 predates them, so ours alone).
+#[test]
+fn host_local_gc_and_status() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = |extra: Value| {
+        let mut c = json!({
+            "cniVersion": "1.1.0", "name": "keelnet", "type": "bridge",
+            "ipam": {"type": "host-local", "dataDir": tmp.path(), "subnet": "10.82.0.0/29"}
+        });
+        if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+            c.extend(extra.clone());
+        }
+        c.to_string()
+    };
+    let bin = Path::new(OURS_HOST_LOCAL);
+    let status = || exec(bin, &env_for("STATUS", ""), &config(Value::Null)).summary();
+    assert_eq!(status(), "ok");
+    for i in 0..5 {
+        assert!(exec(bin, &env_for("ADD", &format!("c{i}")), &config(Value::Null)).ok);
+    }
+    // 10.82.0.2-6: full.
+    assert_eq!(
+        status(),
+        "50",
+        "STATUS of an exhausted range is the spec's 50"
+    );
+    let gc = config(json!({"cni.dev/valid-attachments": [
+        {"containerID": "c1", "ifname": "eth0"},
+        {"containerID": "c3", "ifname": "eth1"}
+    ]}));
+    let r = exec(bin, &env_for("GC", ""), &gc);
+    assert!(r.ok, "GC: {}", r.out);
+    let left: Vec<String> = layout(&tmp.path().join("keelnet"))
+        .into_iter()
+        .filter(|(k, _)| k.parse::<std::net::IpAddr>().is_ok())
+        .map(|(k, v)| format!("{k}={}", v.replace("\r\n", "/")))
+        .collect();
+    assert_eq!(
+        left,
+        ["10.82.0.3=c1/eth0"],
+        "GC keeps only valid attachments"
+    );
+    assert_eq!(status(), "ok");
 }
