@@ -383,6 +383,16 @@ fn host_local_error_codes_match_reference() {
             ..case("", ok_ipam.clone())
         },
         Case {
+            name: "CNI_ARGS unknown key",
+            env: vec![("CNI_ARGS", Some("K8S_POD_NAME=p"))],
+            ..case("", ok_ipam.clone())
+        },
+        Case {
+            name: "CNI_ARGS with IgnoreUnknown",
+            env: vec![("CNI_ARGS", Some("IgnoreUnknown=1;K8S_POD_NAME=p"))],
+            ..case("", ok_ipam.clone())
+        },
+        Case {
             name: "CHECK without allocation",
             env: vec![("CNI_COMMAND", Some("CHECK"))],
             ..case("", ok_ipam.clone())

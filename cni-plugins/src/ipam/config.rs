@@ -1,6 +1,7 @@
 //! host-local's configuration: the `ipam` section of a network config (both the `ranges` form
 //! and the legacy single `subnet` form), the addresses a runtime asks for (`IP=` in CNI_ARGS,
-//! `args.cni.ips`, the `ips` capability in `runtimeConfig.ips`), and `resolvConf`.
+//! `args.cni.ips`, the `ips` capability in `runtimeConfig.ips`), and `resolvConf`. CNI_ARGS
+//! keys other than `IP` are refused unless `IgnoreUnknown` is set, as the reference does.
 //!
 //! Reads at most the resolv.conf file it is pointed at; never touches the allocation store.
 
@@ -127,12 +128,28 @@ impl IpamConfig {
         }
 
         let mut requested = Vec::new();
+        let mut unknown = Vec::new();
+        let mut ignore_unknown = false;
         for (k, v) in cni_args {
-            if k == "IP" {
-                for ip in v.split(',').filter(|s| !s.trim().is_empty()) {
-                    requested.push(parse_ip(ip)?);
+            match k.as_str() {
+                "IP" => {
+                    for ip in v.split(',').filter(|s| !s.trim().is_empty()) {
+                        requested.push(parse_ip(ip)?);
+                    }
                 }
+                "IgnoreUnknown" => {
+                    ignore_unknown = match v.to_ascii_lowercase().as_str() {
+                        "1" | "true" => true,
+                        "0" | "false" => false,
+                        _ => return Err(Error::InvalidArg(format!("{k}={v}"))),
+                    }
+                }
+                _ => unknown.push(format!("{k}={v}")),
             }
+        }
+        // Like the reference: other keys only with IgnoreUnknown (runtimes always set it).
+        if !unknown.is_empty() && !ignore_unknown {
+            return Err(Error::UnknownArgs(unknown));
         }
         let args_ips = config
             .get("args")
@@ -145,7 +162,8 @@ impl IpamConfig {
         for ip in string_list(runtime_ips, "runtimeConfig.ips")? {
             requested.push(parse_ip(&ip)?);
         }
-        requested.dedup();
+        let mut seen = std::collections::HashSet::new();
+        requested.retain(|ip| seen.insert(*ip));
 
         let dns = match raw.resolv_conf.as_deref() {
             Some(path) if !path.is_empty() => {

@@ -43,6 +43,10 @@ pub enum Error {
     InvalidRangeSet { index: usize, source: RangeError },
     #[error("range set {a} overlaps with range set {b}")]
     RangeSetsOverlap { a: usize, b: usize },
+    #[error("unknown CNI_ARGS {0:?} (without IgnoreUnknown=1)")]
+    UnknownArgs(Vec<String>),
+    #[error("invalid CNI_ARGS pair {0:?}")]
+    InvalidArg(String),
     #[error("invalid requested ip {0:?}")]
     InvalidRequestedIp(String),
     #[error("requested ip {0} is not in any range set")]

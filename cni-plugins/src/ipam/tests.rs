@@ -202,6 +202,30 @@ fn config_fields() {
         let err = parse(ipam, &args).expect_err("must fail");
         assert_eq!(err.to_string(), want);
     }
+    for (args, want) in [
+        (
+            vec![("K8S_POD_NAME", "p")],
+            r#"unknown CNI_ARGS ["K8S_POD_NAME=p"] (without IgnoreUnknown=1)"#,
+        ),
+        (
+            vec![("IgnoreUnknown", "maybe")],
+            r#"invalid CNI_ARGS pair "IgnoreUnknown=maybe""#,
+        ),
+    ] {
+        let err = parse(json!({"subnet": "10.1.0.0/24"}), &args).expect_err("must fail");
+        assert_eq!(err.to_string(), want);
+    }
+    let ok = parse(
+        json!({"subnet": "10.1.0.0/24"}),
+        &[
+            ("IgnoreUnknown", "true"),
+            ("K8S_POD_NAME", "p"),
+            ("IP", "10.1.0.9"),
+            ("IP", "10.1.0.9"),
+        ],
+    )
+    .expect("config");
+    assert_eq!(ok.requested, ["10.1.0.9".parse::<IpAddr>().expect("ip")]);
     let err = IpamConfig::from_config(&obj(json!({"name": "n"})), &[]).expect_err("no ipam");
     assert_eq!(err.to_string(), "ipam config missing 'ipam' key");
     let err = IpamConfig::from_config(
