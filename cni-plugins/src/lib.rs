@@ -2,6 +2,9 @@
 //!
 //! - [`spec`]: the types shared by runtimes and plugins (config lists, results, error objects).
 //! - [`runtime`]: what libcni does for a container runtime (load configs, run chains, cache).
+//! - [`plugin`]: the plugin skeleton every Keel plugin binary runs (env + stdin in, result or
+//!   error object out, IPAM delegation).
 
+pub mod plugin;
 pub mod runtime;
 pub mod spec;
