@@ -6,12 +6,14 @@
 //!   thread never changes namespace.
 //! - [`rtnl`]: a synchronous rtnetlink socket: links (bridge, veth, up/down, master, MTU, MAC,
 //!   promiscuity, hairpin), addresses and routes.
+//! - [`nft`]: nf_tables transactions over netlink (tables, NAT chains, rules with comments).
 //! - [`sysctl`]: `/proc/sys/net/...` knobs (`ip_forward`, `accept_dad`).
 //!
 //! Every error names what it was acting on (interface, netns path, sysctl, table).
 
 pub mod error;
 pub mod netns;
+pub mod nft;
 pub mod rtnl;
 pub mod sysctl;
 

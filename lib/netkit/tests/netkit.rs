@@ -177,3 +177,98 @@ fn opening_a_missing_or_wrong_namespace_names_it() {
     let e = Netns::open(std::path::Path::new("/etc/hostname")).expect_err("not a netns");
     assert!(e.to_string().contains("/etc/hostname"), "{e}");
 }
+
+#[test]
+fn masquerade_rules_by_comment_in_a_namespace() {
+    if !require_root("masquerade_rules_by_comment_in_a_namespace") {
+        return;
+    }
+    use keel_netkit::nft::{Family, Nft, masquerade_batch};
+    // nftables tables live in the namespace: deleting it removes them, whatever happens.
+    let ns = keel_testkit::Netns::new("nk-nft");
+    let handle = Netns::open(&ns.path()).expect("open netns");
+    let ip: IpAddr = "10.250.3.5".parse().expect("l");
+    let ip6: IpAddr = "fd00:250::5".parse().expect("l");
+    handle
+        .run(|| {
+            let mut nft = Nft::open()?;
+            nft.apply(&masquerade_batch(
+                "keel-cni",
+                ip,
+                &net("10.250.3.5/24"),
+                "ctr-1",
+            ))?;
+            nft.apply(&masquerade_batch(
+                "keel-cni",
+                "10.250.3.6".parse().expect("l"),
+                &net("10.250.3.6/24"),
+                "ctr-2",
+            ))?;
+            nft.apply(&masquerade_batch(
+                "keel-cni",
+                ip6,
+                &net("fd00:250::5/64"),
+                "ctr-1",
+            ))?;
+            let rules = nft.rules(Family::Ipv4, "keel-cni")?;
+            assert_eq!(rules.len(), 4, "{rules:?}");
+            assert_eq!(
+                rules
+                    .iter()
+                    .filter(|r| r.comment.as_deref() == Some("ctr-1"))
+                    .count(),
+                2
+            );
+            Ok::<_, keel_netkit::Error>(())
+        })
+        .expect("enter")
+        .expect("add rules");
+
+    let listed = keel_testkit::run(
+        "ip",
+        &["netns", "exec", ns.name(), "nft", "list", "ruleset"],
+    );
+    for want in [
+        "type nat hook postrouting priority srcnat; policy accept;",
+        "ip saddr 10.250.3.5 ip daddr 10.250.3.0/24 return comment \"ctr-1\"",
+        "ip saddr 10.250.3.5 ip daddr != 224.0.0.0/4 masquerade comment \"ctr-1\"",
+        "ip6 saddr fd00:250::5 ip6 daddr fd00:250::/64 return comment \"ctr-1\"",
+        "ip6 saddr fd00:250::5 ip6 daddr != ff00::/8 masquerade comment \"ctr-1\"",
+    ] {
+        assert!(listed.contains(want), "missing {want:?} in:\n{listed}");
+    }
+
+    handle
+        .run(|| {
+            let mut nft = Nft::open()?;
+            assert_eq!(
+                nft.delete_rules_with_comment(Family::Ipv4, "keel-cni", "ctr-1")?,
+                2
+            );
+            assert_eq!(
+                nft.delete_rules_with_comment(Family::Ipv4, "keel-cni", "ctr-1")?,
+                0
+            );
+            assert_eq!(
+                nft.delete_rules_with_comment(Family::Ipv6, "keel-cni", "ctr-1")?,
+                2
+            );
+            let left = nft.rules(Family::Ipv4, "keel-cni")?;
+            assert!(
+                left.iter().all(|r| r.comment.as_deref() == Some("ctr-2")),
+                "{left:?}"
+            );
+            assert!(nft.rules(Family::Ipv4, "no-such-table")?.is_empty());
+            let mut del = keel_netkit::nft::Batch::new();
+            del.del_table(Family::Ipv4, "keel-cni");
+            nft.apply(&del)?;
+            let err = nft.apply(&del).expect_err("already gone");
+            assert!(
+                err.to_string().contains("deleting table ip keel-cni"),
+                "{err}"
+            );
+            Ok::<_, keel_netkit::Error>(())
+        })
+        .expect("enter")
+        .expect("delete rules");
+}
