@@ -506,6 +506,142 @@ fn cni_command_unset_matches_the_reference() {
     );
 }
 
+/// Removes, on drop, the masquerade rules a test's container got, and the `keel-cni` tables
+/// if the test created them and they are empty.
+struct MasqGuard {
+    comment: String,
+    created: Vec<keel_netkit::nft::Family>,
+}
+
+impl MasqGuard {
+    fn new(network: &str, container_id: &str) -> MasqGuard {
+        use keel_netkit::nft::Family;
+        let created = [Family::Ipv4, Family::Ipv6]
+            .into_iter()
+            .filter(|f| {
+                // A table that lists no rules may still exist (empty): only a missing one counts.
+                !keel_testkit::run("nft", &["list", "tables", f.name()]).contains(&format!(
+                    "table {} {}",
+                    f.name(),
+                    keel_cni::bridge::masq::TABLE
+                ))
+            })
+            .collect();
+        MasqGuard {
+            comment: keel_cni::bridge::masq::comment(network, container_id),
+            created,
+        }
+    }
+}
+
+impl Drop for MasqGuard {
+    fn drop(&mut self) {
+        use keel_netkit::nft::{Batch, Family, Nft};
+        let table = keel_cni::bridge::masq::TABLE;
+        let Ok(mut nft) = Nft::open() else { return };
+        for family in [Family::Ipv4, Family::Ipv6] {
+            let _ = nft.delete_rules_with_comment(family, table, &self.comment);
+            if self.created.contains(&family)
+                && nft.rules(family, table).is_ok_and(|r| r.is_empty())
+            {
+                let mut b = Batch::new();
+                b.del_table(family, table);
+                let _ = nft.apply(&b);
+            }
+        }
+    }
+}
+
+#[test]
+fn ip_masq_lets_a_container_reach_a_network_that_has_no_route_back() {
+    if !require_root("ip_masq") {
+        return;
+    }
+    let net = Net::new();
+    let id = format!("ctr-masq-{}", std::process::id());
+    let _masq = MasqGuard::new("ktbnet", &id);
+    let conf = net.conf(json!({"ipMasq": true}));
+    let ctr = Netns::new("ktb-m");
+    // "Outside": a netns behind a host veth, with no route to the container subnet.
+    let outside = Netns::new("ktb-out");
+    let uplink = HostLink::unique("ktbo");
+    let (host_ip, out_ip) = (
+        format!("10.248.{}.1", net.octet),
+        format!("10.248.{}.2", net.octet),
+    );
+    keel_testkit::run(
+        "ip",
+        &[
+            "link",
+            "add",
+            uplink.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "up0",
+            "netns",
+            outside.name(),
+        ],
+    );
+    keel_testkit::run(
+        "ip",
+        &[
+            "addr",
+            "add",
+            &format!("{host_ip}/30"),
+            "dev",
+            uplink.name(),
+        ],
+    );
+    keel_testkit::run("ip", &["link", "set", uplink.name(), "up"]);
+    keel_testkit::run(
+        "ip",
+        &[
+            "-n",
+            outside.name(),
+            "addr",
+            "add",
+            &format!("{out_ip}/30"),
+            "dev",
+            "up0",
+        ],
+    );
+    keel_testkit::run("ip", &["-n", outside.name(), "link", "set", "up0", "up"]);
+
+    add(&ours(), &conf, &ctr, &id);
+    let rules = keel_testkit::run(
+        "nft",
+        &["list", "table", "ip", keel_cni::bridge::masq::TABLE],
+    );
+    assert_eq!(
+        rules.matches(&format!("comment \"ktbnet:{id}\"")).count(),
+        2,
+        "{rules}"
+    );
+    assert!(rules.contains("masquerade"), "{rules}");
+    assert!(
+        ping(&ctr, &out_ip),
+        "container -> outside through masquerade"
+    );
+    // The control: a container of the same network without ipMasq gets no answer.
+    let plain = Netns::new("ktb-p");
+    let plain_conf = net.conf(json!({}));
+    add(&ours(), &plain_conf, &plain, "ctr-plain");
+    assert!(
+        !ping(&plain, &out_ip),
+        "no reply expected without masquerade"
+    );
+    del(&ours(), &plain_conf, &plain, "ctr-plain");
+
+    del(&ours(), &conf, &ctr, &id);
+    let rules = keel_testkit::run(
+        "nft",
+        &["list", "table", "ip", keel_cni::bridge::masq::TABLE],
+    );
+    assert!(!rules.contains(&id), "{rules}");
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]

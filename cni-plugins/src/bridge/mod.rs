@@ -374,12 +374,13 @@ impl Bridge {
             ensure_gateway_addrs(&mut nl, conf, &bridge, &gateways)?;
         }
         if conf.ip_masq {
-            masq::setup(&inv.container_id, inv.network_name(), &result)?;
+            // Pushed first: a failure half-way leaves rules of some IPs.
             let id = inv.container_id.clone();
             let name = inv.network_name().to_string();
             undo.push(move || {
                 let _ = masq::teardown(&id, &name);
             });
+            masq::setup(&inv.container_id, inv.network_name(), &result)?;
         }
 
         // Read the bridge again: its MAC follows its ports until it has one of its own.
@@ -482,9 +483,6 @@ fn check_container(ifname: &str, prev: &CniResult) -> Result<(), PluginError> {
 impl Plugin for Bridge {
     fn add(&self, inv: &Invocation) -> Result<CniResult, PluginError> {
         let conf = NetConf::from_config(&inv.config)?;
-        if conf.ip_masq {
-            return Err(masq::unsupported());
-        }
         self.do_add(inv, &conf)
     }
 
