@@ -356,6 +356,60 @@ fn two_containers_on_one_bridge_reach_each_other_and_del_leaves_nothing() {
 }
 
 #[test]
+fn dual_stack_addresses_are_usable_at_once_without_dad() {
+    if !require_root("dual_stack_addresses_are_usable_at_once") {
+        return;
+    }
+    let net = Net::new();
+    let mut conf = net.conf(json!({}));
+    conf["ipam"] = json!({
+        "type": "host-local",
+        "dataDir": net.ipam_dir.path(),
+        "ranges": [[{"subnet": net.subnet()}], [{"subnet": format!("fd00:249:{}::/64", net.octet)}]],
+    });
+    let a = Netns::new("ktb-6a");
+    let b = Netns::new("ktb-6b");
+    let ra = add(&ours(), &conf, &a, "ctr-6a");
+    let rb = add(&ours(), &conf, &b, "ctr-6b");
+    let v6_of = |r: &Value| {
+        r["ips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|ip| ip["address"].as_str())
+            .find(|a| a.contains(':'))
+            .map(|a| a.split('/').next().unwrap_or_default().to_string())
+            .expect("an IPv6 address in the result")
+    };
+    // No DAD: the address is not tentative, and reachable at once.
+    let flags = ip_json(
+        Some(&a),
+        &["-6", "addr", "show", "dev", "eth0", "scope", "global"],
+    );
+    let info = &flags[0]["addr_info"][0];
+    assert!(info.get("tentative").is_none(), "{flags}");
+    assert_eq!(
+        a.exec(&["cat", "/proc/sys/net/ipv6/conf/eth0/accept_dad"])
+            .stdout,
+        b"0\n"
+    );
+    let routes6 = ip_json(Some(&a), &["-6", "route"]);
+    assert!(
+        routes6
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["dst"] == "default" && r["gateway"] == format!("fd00:249:{}::1", net.octet)),
+        "{routes6}"
+    );
+    assert!(ping(&a, &v6_of(&rb)), "a -> b over IPv6");
+    assert!(ping(&b, &v6_of(&ra)), "b -> a over IPv6");
+    del(&ours(), &conf, &a, "ctr-6a");
+    del(&ours(), &conf, &b, "ctr-6b");
+    assert!(net.allocations().is_empty(), "{:?}", net.allocations());
+}
+
+#[test]
 fn a_failed_add_rolls_back_the_veth_and_the_allocation() {
     if !require_root("a_failed_add_rolls_back") {
         return;
