@@ -5,6 +5,7 @@
 //! - [`plugin`]: the plugin skeleton every Keel plugin binary runs (env + stdin in, result or
 //!   error object out, IPAM delegation).
 
+pub mod bridge;
 pub mod ipam;
 pub mod plugin;
 pub mod runtime;
