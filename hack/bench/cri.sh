@@ -15,6 +15,8 @@
 #        built); e.g. BENCH_RUNTIMES=containerd for containerd alone.
 #        BENCH_IPMASQ=true  the bridge plugin also masquerades (iptables rules per pod).
 #        BENCH_LOG_DIR=DIR  keep the daemons' logs there (keel-cri logs each operation's stages).
+#        BENCH_CNI=keel     both runtimes use Keel's own CNI plugins (bridge, host-local, loopback,
+#                           and portmap once built; the reference's otherwise) instead of Debian's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -23,6 +25,7 @@ BRIDGE=keelbench0
 NETNAME=keelbench
 SUBNET=10.88.77.0/24
 CNI_BIN=/usr/lib/cni
+CNI_PLUGINS=${BENCH_CNI:-reference} # reference: Debian's plugins; keel: Keel's own (release)
 REGISTRY=127.0.0.1:5000
 PAUSE_IMAGE=$REGISTRY/keel-test/pause:latest
 BUSYBOX_IMAGE=$REGISTRY/keel-test/busybox:latest
@@ -44,6 +47,8 @@ done
 for plugin in bridge host-local portmap loopback; do
   [[ -x $CNI_BIN/$plugin ]] || die "$CNI_BIN/$plugin missing (containernetworking-plugins)"
 done
+[[ $CNI_PLUGINS == reference || $CNI_PLUGINS == keel ]] \
+  || die "BENCH_CNI must be reference or keel, not $CNI_PLUGINS"
 
 # --- build ---------------------------------------------------------------------------------
 # The package that has a keel-runc binary, if any.
@@ -57,6 +62,10 @@ if wants keel-cri; then
   log "building ${build[*]} (release)"
   cargo build --release "${build[@]}"
   [[ -n $RUNC_PKG ]] && KEEL_RUNC=$REPO/target/release/keel-runc
+fi
+if [[ $CNI_PLUGINS == keel ]]; then
+  log "building Keel's CNI plugins (release)"
+  cargo build --release -p keel-cni --bins
 fi
 log "building the benchmark"
 cargo bench -p keel-cri --bench cri --no-run
@@ -94,6 +103,18 @@ EOF
 
 # --- temp dir and cleanup --------------------------------------------------------------------
 TMP=$(mktemp -d /tmp/keel-bench-cri.XXXXXX)
+if [[ $CNI_PLUGINS == keel ]]; then
+  mkdir -p "$TMP/cni-bin"
+  for plugin in bridge host-local portmap loopback; do
+    if [[ -x $REPO/target/release/$plugin ]]; then
+      ln -s "$REPO/target/release/$plugin" "$TMP/cni-bin/$plugin"
+    else
+      ln -s "$CNI_BIN/$plugin" "$TMP/cni-bin/$plugin"
+      log "no Keel $plugin yet: using the reference's"
+    fi
+  done
+  CNI_BIN=$TMP/cni-bin
+fi
 declare -A DAEMON_PID=()
 
 # Waits up to $2 seconds for pid $1 to be gone.
