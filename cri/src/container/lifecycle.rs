@@ -278,16 +278,8 @@ impl Runtime {
                     propagation: m.propagation,
                 })
                 .collect(),
-            labels: config
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            annotations: config
-                .annotations
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            labels: config.labels.clone().into_iter().collect(),
+            annotations: config.annotations.clone().into_iter().collect(),
         };
         store::write_json(&dir.join("container.json"), &record)
             .map_err(|e| Error::Internal(e.to_string()))?;

@@ -238,16 +238,8 @@ impl Runtime {
             shm,
             ips: Vec::new(),
             network_attached: false,
-            labels: config
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            annotations: config
-                .annotations
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            labels: config.labels.clone().into_iter().collect(),
+            annotations: config.annotations.clone().into_iter().collect(),
         };
 
         stages.mark("shm+pid-holder");
