@@ -34,6 +34,9 @@ pub struct Options {
     pub extra_toml: String,
     /// No CNI config in the conf dir (NetworkReady false).
     pub no_network: bool,
+    /// Keel's own CNI plugins (bridge, host-local, loopback from this build) instead of Debian's
+    /// reference plugins; the conflist then has no portmap.
+    pub keel_cni: bool,
 }
 
 pub struct Daemon {
@@ -73,7 +76,13 @@ impl Daemon {
         let conf_dir = dir.path().join("net.d");
         std::fs::create_dir_all(&conf_dir).expect("conf dir");
         if !opts.no_network {
-            write_conflist(&conf_dir, &bridge, &subnet, &dir.path().join("ipam"));
+            write_conflist(
+                &conf_dir,
+                &bridge,
+                &subnet,
+                &dir.path().join("ipam"),
+                !opts.keel_cni,
+            );
         }
         let socket = dir.path().join("cri.sock");
         let registry = keel_testkit::registry_addr();
@@ -99,7 +108,12 @@ mirrors = ["http://{registry}"]
             root = dir.path().join("root").display(),
             state = dir.path().join("state").display(),
             conf = conf_dir.display(),
-            bin = CNI_BIN_DIR,
+            bin = if opts.keel_cni {
+                keel_cni_bin_dir()
+            } else {
+                PathBuf::from(CNI_BIN_DIR)
+            }
+            .display(),
             extra = opts.extra_toml,
             keel_runc = env!("CARGO_BIN_EXE_keel-runc"),
             runtime = if opts.runtime.is_empty() {
@@ -251,26 +265,47 @@ fn lazy_channel() -> Channel {
     tonic::transport::Endpoint::from_static("http://[::1]:1").connect_lazy()
 }
 
-fn write_conflist(conf_dir: &Path, bridge: &str, subnet: &str, ipam_dir: &Path) {
+/// Where this build's CNI plugin binaries are: beside the test binary's `deps` directory
+/// (`cargo test --workspace` builds every package's binaries).
+pub fn keel_cni_bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    for plugin in ["bridge", "host-local", "loopback"] {
+        assert!(
+            dir.join(plugin).is_file(),
+            "{} is missing: build the workspace's binaries (cargo build --workspace --bins)",
+            dir.join(plugin).display()
+        );
+    }
+    dir
+}
+
+fn write_conflist(conf_dir: &Path, bridge: &str, subnet: &str, ipam_dir: &Path, portmap: bool) {
+    let mut plugins = vec![serde_json::json!({
+        "type": "bridge",
+        "bridge": bridge,
+        "isGateway": true,
+        "ipMasq": false,
+        "hairpinMode": true,
+        "ipam": {
+            "type": "host-local",
+            "dataDir": ipam_dir,
+            "ranges": [[{"subnet": format!("{subnet}.0/24")}]],
+            "routes": [{"dst": "0.0.0.0/0"}]
+        }
+    })];
+    if portmap {
+        plugins
+            .push(serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}}));
+    }
     let conf = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "keel-test",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": bridge,
-                "isGateway": true,
-                "ipMasq": false,
-                "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local",
-                    "dataDir": ipam_dir,
-                    "ranges": [[{"subnet": format!("{subnet}.0/24")}]],
-                    "routes": [{"dst": "0.0.0.0/0"}]
-                }
-            },
-            {"type": "portmap", "capabilities": {"portMappings": true}}
-        ]
+        "plugins": plugins
     });
     std::fs::write(conf_dir.join("10-keel-test.conflist"), conf.to_string()).expect("conflist");
 }

@@ -455,7 +455,71 @@ async fn stop_timeout_kills_what_ignores_sigterm_and_oom_is_reported(runtime: &s
     d.shutdown().await;
 }
 
+/// The same pod on Keel's own CNI plugins (bridge, host-local, loopback): reachable from the
+/// host, and nothing left after removal.
+async fn pods_run_on_keels_own_cni_plugins(runtime: &str) {
+    if !gate(&format!("pods_run_on_keels_own_cni_plugins on {runtime}")) {
+        return;
+    }
+    let mut d = Daemon::start(Options {
+        runtime: runtime.to_string(),
+        keel_cni: true,
+        ..Default::default()
+    })
+    .await;
+    let httpd = daemon::image("httpd:latest");
+    d.pull(&httpd).await;
+    let pc = pod_config(&d, "keelnet");
+    let pod = run_pod(&mut d, &pc).await;
+    let ip =
+        d.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .expect("PodSandboxStatus")
+        .into_inner()
+        .status
+        .and_then(|s| s.network)
+        .map(|n| n.ip)
+        .unwrap_or_default();
+    assert!(ip.starts_with(&format!("{}.", d.subnet)), "pod IP {ip:?}");
+    start_container(&mut d, &pod, &pc, container_config("server", &httpd, &[])).await;
+    let body = eventually(
+        "the pod's server through the bridge",
+        Duration::from_secs(20),
+        || {
+            let ip = ip.clone();
+            async move {
+                let out = std::process::Command::new("curl")
+                    .args(["-sS", "--max-time", "2", &format!("http://{ip}:8080/")])
+                    .output()
+                    .ok()?;
+                out.status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+            }
+        },
+    )
+    .await;
+    assert_eq!(body, "hello from keel-test/httpd\n");
+    let netns = netns_of(&d, &pod);
+    d.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .expect("StopPodSandbox");
+    d.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .expect("RemovePodSandbox");
+    assert_no_leftovers(&d, &netns);
+    d.shutdown().await;
+}
+
 on_both_runtimes!(
+    pods_run_on_keels_own_cni_plugins,
     two_containers_share_the_pod_network_and_removal_leaves_nothing,
     exit_codes_reasons_logs_and_exec,
     stop_timeout_kills_what_ignores_sigterm_and_oom_is_reported
