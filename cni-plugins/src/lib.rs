@@ -8,5 +8,6 @@
 pub mod bridge;
 pub mod ipam;
 pub mod plugin;
+pub mod portmap;
 pub mod runtime;
 pub mod spec;

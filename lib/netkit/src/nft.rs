@@ -1,6 +1,8 @@
 //! nf_tables over netlink, without the `nft` binary: atomic transactions ([`Batch`]) of tables,
 //! chains and rules built from a small set of expressions ([`Expr`]), and rule listing by
-//! comment. Enough for the CNI bridge's masquerade rules; keel-proxy will extend [`Expr`].
+//! comment. Enough for the CNI bridge's masquerade rules and the portmap plugin's DNAT rules
+//! (layer 4 protocol and port matches, `fib daddr type local`, `ct status dnat`, `dnat to`);
+//! keel-proxy will extend [`Expr`].
 //!
 //! Wire format (include/uapi/linux/netfilter/nf_tables.h): every message is an `nlmsghdr`, an
 //! `nfgenmsg` (family, version 0, resource id big-endian) and attributes; numbers inside
@@ -62,6 +64,8 @@ const UDATA_RULE_COMMENT: u8 = 0;
 
 /// `NFT_REG_1`: a 16-byte register, wide enough for an IPv6 address.
 const REG_1: u32 = 1;
+/// `NFT_REG_2`: the port operand of `dnat to addr:port`.
+const REG_2: u32 = 2;
 const REG_VERDICT: u32 = 0;
 /// `NFT_RETURN`.
 const VERDICT_RETURN: i32 = -5;
@@ -155,7 +159,25 @@ pub enum Expr {
     Return,
     /// Source NAT to the outgoing interface's address.
     Masquerade,
+    /// Load `len` bytes at `offset` of the transport header into register 1 (`th dport`).
+    TransportPayload { offset: u32, len: u32 },
+    /// Load a `meta` key into register 1 (e.g. [`META_L4PROTO`], one byte).
+    Meta(u32),
+    /// Load the routing type of the destination address into register 1 (`fib daddr type`,
+    /// a host-endian u32 `RTN_*`; compare with [`Expr::fib_daddr_local`]).
+    FibDaddrType,
+    /// Load the conntrack status bits into register 1 (host-endian u32).
+    CtStatus,
+    /// Destination NAT to `addr:port` (`dnat to`).
+    Dnat { addr: IpAddr, port: u16 },
 }
+
+/// `meta l4proto`: the layer 4 protocol number, one byte.
+pub const META_L4PROTO: u32 = 16;
+/// `RTN_LOCAL`: an address of this host.
+const RTN_LOCAL: u32 = 2;
+/// `IPS_DST_NAT`: the connection's destination was translated.
+const IPS_DST_NAT: u32 = 0x20;
 
 impl Expr {
     /// `<saddr|daddr> in net` as expressions (exact match for a host prefix).
@@ -178,7 +200,64 @@ impl Expr {
         Self::addr_match(family.daddr(), op, net)
     }
 
+    /// `meta l4proto == proto` (6 tcp, 17 udp, 132 sctp).
+    pub fn l4proto(proto: u8) -> Vec<Expr> {
+        vec![Expr::Meta(META_L4PROTO), Expr::Cmp(CmpOp::Eq, vec![proto])]
+    }
+
+    /// `th dport == port` (after an [`Expr::l4proto`] match).
+    pub fn dport(port: u16) -> Vec<Expr> {
+        vec![
+            Expr::TransportPayload { offset: 2, len: 2 },
+            Expr::Cmp(CmpOp::Eq, port.to_be_bytes().to_vec()),
+        ]
+    }
+
+    /// `fib daddr type local`: the destination is an address of this host.
+    pub fn fib_daddr_local() -> Vec<Expr> {
+        vec![
+            Expr::FibDaddrType,
+            Expr::Cmp(CmpOp::Eq, RTN_LOCAL.to_ne_bytes().to_vec()),
+        ]
+    }
+
+    /// `ct status dnat`: the connection went through a destination NAT.
+    pub fn ct_status_dnat() -> Vec<Expr> {
+        vec![
+            Expr::CtStatus,
+            Expr::Mask(IPS_DST_NAT.to_ne_bytes().to_vec()),
+            Expr::Cmp(CmpOp::Neq, vec![0; 4]),
+        ]
+    }
+
+    fn immediate(m: &mut Msg, reg: u32, value: &[u8]) {
+        let elem = m.nest_start(NFTA_LIST_ELEM);
+        m.attr_str(NFTA_EXPR_NAME, "immediate");
+        let data = m.nest_start(NFTA_EXPR_DATA);
+        m.attr_u32(1, reg); // NFTA_IMMEDIATE_DREG
+        let d = m.nest_start(2); // NFTA_IMMEDIATE_DATA
+        m.attr(NFTA_DATA_VALUE, value);
+        m.nest_end(d);
+        m.nest_end(data);
+        m.nest_end(elem);
+    }
+
     fn emit(&self, m: &mut Msg) {
+        if let Expr::Dnat { addr, port } = self {
+            // Two immediates load the operands, then the nat expression reads them.
+            Self::immediate(m, REG_1, &ip_bytes(addr));
+            Self::immediate(m, REG_2, &port.to_be_bytes());
+            let elem = m.nest_start(NFTA_LIST_ELEM);
+            m.attr_str(NFTA_EXPR_NAME, "nat");
+            let data = m.nest_start(NFTA_EXPR_DATA);
+            m.attr_u32(1, 1); // NFTA_NAT_TYPE: NFT_NAT_DNAT
+            m.attr_u32(2, u32::from(Family::of(addr).proto())); // NFTA_NAT_FAMILY
+            m.attr_u32(3, REG_1); // NFTA_NAT_REG_ADDR_MIN
+            m.attr_u32(5, REG_2); // NFTA_NAT_REG_PROTO_MIN
+            m.nest_end(data);
+            m.nest_end(elem);
+            return;
+        }
         let elem = m.nest_start(NFTA_LIST_ELEM);
         match self {
             Expr::NetworkPayload { offset, len } => {
@@ -228,6 +307,38 @@ impl Expr {
             Expr::Masquerade => {
                 m.attr_str(NFTA_EXPR_NAME, "masq");
             }
+            Expr::TransportPayload { offset, len } => {
+                m.attr_str(NFTA_EXPR_NAME, "payload");
+                let data = m.nest_start(NFTA_EXPR_DATA);
+                m.attr_u32(1, REG_1); // NFTA_PAYLOAD_DREG
+                m.attr_u32(2, 2); // NFTA_PAYLOAD_BASE: NFT_PAYLOAD_TRANSPORT_HEADER
+                m.attr_u32(3, *offset); // NFTA_PAYLOAD_OFFSET
+                m.attr_u32(4, *len); // NFTA_PAYLOAD_LEN
+                m.nest_end(data);
+            }
+            Expr::Meta(key) => {
+                m.attr_str(NFTA_EXPR_NAME, "meta");
+                let data = m.nest_start(NFTA_EXPR_DATA);
+                m.attr_u32(1, REG_1); // NFTA_META_DREG
+                m.attr_u32(2, *key); // NFTA_META_KEY
+                m.nest_end(data);
+            }
+            Expr::FibDaddrType => {
+                m.attr_str(NFTA_EXPR_NAME, "fib");
+                let data = m.nest_start(NFTA_EXPR_DATA);
+                m.attr_u32(1, REG_1); // NFTA_FIB_DREG
+                m.attr_u32(2, 3); // NFTA_FIB_RESULT: NFT_FIB_RESULT_ADDRTYPE
+                m.attr_u32(3, 2); // NFTA_FIB_FLAGS: NFTA_FIB_F_DADDR
+                m.nest_end(data);
+            }
+            Expr::CtStatus => {
+                m.attr_str(NFTA_EXPR_NAME, "ct");
+                let data = m.nest_start(NFTA_EXPR_DATA);
+                m.attr_u32(1, REG_1); // NFTA_CT_DREG
+                m.attr_u32(2, 2); // NFTA_CT_KEY: NFT_CT_STATUS
+                m.nest_end(data);
+            }
+            Expr::Dnat { .. } => {}
         }
         m.nest_end(elem);
     }
