@@ -34,8 +34,8 @@ pub struct Options {
     pub extra_toml: String,
     /// No CNI config in the conf dir (NetworkReady false).
     pub no_network: bool,
-    /// Keel's own CNI plugins (bridge, host-local, loopback from this build) instead of Debian's
-    /// reference plugins; the conflist then has no portmap.
+    /// Keel's own CNI plugins (bridge, host-local, portmap, loopback from this build) instead of
+    /// Debian's reference plugins.
     pub keel_cni: bool,
 }
 
@@ -76,13 +76,7 @@ impl Daemon {
         let conf_dir = dir.path().join("net.d");
         std::fs::create_dir_all(&conf_dir).expect("conf dir");
         if !opts.no_network {
-            write_conflist(
-                &conf_dir,
-                &bridge,
-                &subnet,
-                &dir.path().join("ipam"),
-                !opts.keel_cni,
-            );
+            write_conflist(&conf_dir, &bridge, &subnet, &dir.path().join("ipam"));
         }
         let socket = dir.path().join("cri.sock");
         let registry = keel_testkit::registry_addr();
@@ -274,7 +268,7 @@ pub fn keel_cni_bin_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("target dir")
         .to_path_buf();
-    for plugin in ["bridge", "host-local", "loopback"] {
+    for plugin in ["bridge", "host-local", "portmap", "loopback"] {
         assert!(
             dir.join(plugin).is_file(),
             "{} is missing: build the workspace's binaries (cargo build --workspace --bins)",
@@ -284,24 +278,23 @@ pub fn keel_cni_bin_dir() -> PathBuf {
     dir
 }
 
-fn write_conflist(conf_dir: &Path, bridge: &str, subnet: &str, ipam_dir: &Path, portmap: bool) {
-    let mut plugins = vec![serde_json::json!({
-        "type": "bridge",
-        "bridge": bridge,
-        "isGateway": true,
-        "ipMasq": false,
-        "hairpinMode": true,
-        "ipam": {
-            "type": "host-local",
-            "dataDir": ipam_dir,
-            "ranges": [[{"subnet": format!("{subnet}.0/24")}]],
-            "routes": [{"dst": "0.0.0.0/0"}]
-        }
-    })];
-    if portmap {
-        plugins
-            .push(serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}}));
-    }
+fn write_conflist(conf_dir: &Path, bridge: &str, subnet: &str, ipam_dir: &Path) {
+    let plugins = vec![
+        serde_json::json!({
+            "type": "bridge",
+            "bridge": bridge,
+            "isGateway": true,
+            "ipMasq": false,
+            "hairpinMode": true,
+            "ipam": {
+                "type": "host-local",
+                "dataDir": ipam_dir,
+                "ranges": [[{"subnet": format!("{subnet}.0/24")}]],
+                "routes": [{"dst": "0.0.0.0/0"}]
+            }
+        }),
+        serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}}),
+    ];
     let conf = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "keel-test",

@@ -455,8 +455,8 @@ async fn stop_timeout_kills_what_ignores_sigterm_and_oom_is_reported(runtime: &s
     d.shutdown().await;
 }
 
-/// The same pod on Keel's own CNI plugins (bridge, host-local, loopback): reachable from the
-/// host, and nothing left after removal.
+/// The same pod on Keel's own CNI plugins (bridge, host-local, portmap, loopback): reachable
+/// from the host by its IP and through a hostPort on 127.0.0.1, nothing left after removal.
 async fn pods_run_on_keels_own_cni_plugins(runtime: &str) {
     if !gate(&format!("pods_run_on_keels_own_cni_plugins on {runtime}")) {
         return;
@@ -469,7 +469,14 @@ async fn pods_run_on_keels_own_cni_plugins(runtime: &str) {
     .await;
     let httpd = daemon::image("httpd:latest");
     d.pull(&httpd).await;
-    let pc = pod_config(&d, "keelnet");
+    let mut pc = pod_config(&d, "keelnet");
+    let host_port = 31000 + (std::process::id() % 500) as i32 * 2 + i32::from(runtime == "runc");
+    pc.port_mappings = vec![cri::PortMapping {
+        protocol: cri::Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port,
+        host_ip: String::new(),
+    }];
     let pod = run_pod(&mut d, &pc).await;
     let ip =
         d.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
@@ -503,6 +510,21 @@ async fn pods_run_on_keels_own_cni_plugins(runtime: &str) {
     )
     .await;
     assert_eq!(body, "hello from keel-test/httpd\n");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{host_port}/"),
+        ])
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from keel-test/httpd\n",
+        "through hostPort {host_port}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let netns = netns_of(&d, &pod);
     d.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
         pod_sandbox_id: pod.clone(),
