@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Keel's one "run" command: installs the dependencies, builds the release binaries into
-# /usr/local/bin, writes a default keel-cri config and CNI config when there are none, starts the
+# /usr/local/bin (and Keel's CNI plugins into /opt/cni/bin), writes a default keel-cri config and
+# CNI config when there are none, starts the
 # local test registry and runs keel-cri in the foreground (Ctrl-C stops it; containers keep
 # running). Needs root. Until the single-node cluster exists, keel-cri is Keel's main job.
 set -euo pipefail
@@ -8,9 +9,14 @@ cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 
 bash hack/install-deps.sh
-cargo build --release -p keel-cri --bins
+cargo build --release -p keel-cri -p keel-cni --bins
 for bin in keel-cri keel-cri-monitor keel-runc; do
   install -m 0755 "$target/release/$bin" /usr/local/bin/
+done
+# Keel's CNI plugins, where runtimes look first.
+mkdir -p /opt/cni/bin
+for plugin in bridge host-local portmap loopback; do
+  install -m 0755 "$target/release/$plugin" /opt/cni/bin/
 done
 
 mkdir -p /etc/keel /etc/cni/net.d
