@@ -33,6 +33,10 @@ const NFT_MSG_DELRULE: u16 = 8;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
+/// Set on the messages of a dump that a concurrent change interrupted.
+const NLM_F_DUMP_INTR: u16 = 0x10;
+/// How often a dump (or a deletion built on one) is taken again before giving up.
+const MAX_DUMP_ATTEMPTS: usize = 16;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 const NLMSG_ERROR: u16 = 2;
@@ -742,8 +746,23 @@ impl Nft {
         }
     }
 
-    /// The rules of a table (empty when the table does not exist).
+    /// The rules of a table (empty when the table does not exist). A dump that the kernel marks
+    /// as interrupted by a concurrent change (NLM_F_DUMP_INTR) is taken again, so that no rule is
+    /// missing from the answer.
     pub fn rules(&mut self, family: Family, table: &str) -> Result<Vec<RuleInfo>> {
+        for _ in 0..MAX_DUMP_ATTEMPTS {
+            let (rules, interrupted) = self.rules_once(family, table)?;
+            if !interrupted {
+                return Ok(rules);
+            }
+        }
+        Err(nl_err(
+            &format!("listing the rules of table {} {table}", family.name()),
+            std::io::Error::other("the table kept changing while it was listed"),
+        ))
+    }
+
+    fn rules_once(&mut self, family: Family, table: &str) -> Result<(Vec<RuleInfo>, bool)> {
         let seq = self.next_seq();
         let mut m = Msg::new(
             (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
@@ -756,22 +775,24 @@ impl Nft {
         let op = format!("listing the rules of table {} {table}", family.name());
         self.sock.send(&m.finish(), 0).map_err(|e| nl_err(&op, e))?;
         let mut rules = Vec::new();
+        let mut interrupted = false;
         loop {
             let buf = self.recv(&op)?;
-            for (t, _flags, s, payload) in split_messages(&buf) {
+            for (t, flags, s, payload) in split_messages(&buf) {
                 if s != seq {
                     continue;
                 }
+                interrupted |= flags & NLM_F_DUMP_INTR != 0;
                 match t {
-                    NLMSG_DONE => return Ok(rules),
+                    NLMSG_DONE => return Ok((rules, interrupted)),
                     NLMSG_ERROR => {
                         let code = payload
                             .get(0..4)
                             .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
                             .unwrap_or(0);
                         match code {
-                            0 => return Ok(rules),
-                            c if -c == libc::ENOENT => return Ok(Vec::new()),
+                            0 => return Ok((rules, interrupted)),
+                            c if -c == libc::ENOENT => return Ok((Vec::new(), false)),
                             c => return Err(nl_err(&op, std::io::Error::from_raw_os_error(-c))),
                         }
                     }
@@ -806,26 +827,40 @@ impl Nft {
     }
 
     /// Deletes, in one transaction, the rules of a table whose comment is `comment`; returns how
-    /// many there were.
+    /// many there were. A transaction is all or nothing: when a concurrent change made one of
+    /// the listed handles stale (ENOENT), nothing was deleted, so the rules are listed again and
+    /// the deletion retried.
     pub fn delete_rules_with_comment(
         &mut self,
         family: Family,
         table: &str,
         comment: &str,
     ) -> Result<usize> {
-        let mut batch = Batch::new();
-        let mut n = 0;
-        for r in self.rules(family, table)? {
-            if r.comment.as_deref() == Some(comment) {
-                batch.del_rule(family, table, &r.chain, r.handle);
-                n += 1;
+        let mut last_error = None;
+        for _ in 0..MAX_DUMP_ATTEMPTS {
+            let mut batch = Batch::new();
+            let mut n = 0;
+            for r in self.rules(family, table)? {
+                if r.comment.as_deref() == Some(comment) {
+                    batch.del_rule(family, table, &r.chain, r.handle);
+                    n += 1;
+                }
+            }
+            match self.apply(&batch) {
+                Ok(()) => return Ok(n),
+                Err(e) if e.errno() == Some(libc::ENOENT) => last_error = Some(e),
+                Err(e) => return Err(e),
             }
         }
-        match self.apply(&batch) {
-            // Removed by a concurrent DEL in the meantime.
-            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(n),
-            other => other.map(|()| n),
-        }
+        Err(last_error.unwrap_or_else(|| {
+            nl_err(
+                &format!(
+                    "deleting the rules {comment:?} of table {} {table}",
+                    family.name()
+                ),
+                std::io::Error::other("the table kept changing"),
+            )
+        }))
     }
 }
 
