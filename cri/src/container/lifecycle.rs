@@ -22,6 +22,8 @@ use crate::undo::Undo;
 
 /// How long the monitor may take to create a container.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the monitor may take to reopen a container's log.
+const REOPEN_WAIT: Duration = Duration::from_secs(5);
 /// How long to wait for an exit after SIGKILL before giving up.
 const KILL_WAIT: Duration = Duration::from_secs(30);
 
@@ -561,6 +563,55 @@ impl Runtime {
         }
         out.sort_by_key(|c| c.created_at);
         out
+    }
+
+    /// ReopenContainerLog: the kubelet has renamed the container's log file (rotation); the
+    /// monitor opens a new one at the same path (SIGUSR1). Returns once the new file exists.
+    pub async fn reopen_container_log(&self, id: &str) -> Result<(), Error> {
+        let entry = self
+            .container(id)
+            .ok_or_else(|| Error::NotFound(format!("container {id:?} not found")))?;
+        let (cid, state, log_path, monitor_pid, monitor_start) = {
+            let r = entry.record.lock().await;
+            (
+                r.id.clone(),
+                r.state,
+                r.log_path.clone(),
+                r.monitor_pid,
+                r.monitor_start_time,
+            )
+        };
+        if state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {cid} is {state:?}: only a running container's log can be reopened"
+            )));
+        }
+        if log_path.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "container {cid} has no log path"
+            )));
+        }
+        if client::process_start_time(monitor_pid) != Some(monitor_start) {
+            return Err(Error::FailedPrecondition(format!(
+                "the monitor of container {cid} is gone"
+            )));
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(monitor_pid),
+            nix::sys::signal::Signal::SIGUSR1,
+        )
+        .map_err(|e| Error::internal(format!("signalling the monitor of {cid}"), e))?;
+        let path = PathBuf::from(&log_path);
+        let deadline = std::time::Instant::now() + REOPEN_WAIT;
+        while !path.exists() {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::DeadlineExceeded(format!(
+                    "container {cid}: the monitor did not reopen {log_path} within {REOPEN_WAIT:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 
     /// Runs a command in a running container and returns its output; `timeout_secs` 0 = no limit.

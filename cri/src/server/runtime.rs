@@ -1,5 +1,5 @@
 //! The CRI RuntimeService over [`Runtime`]: translation between CRI messages and the runtime
-//! core, nothing more. Streaming, stats, events, resource updates and log reopening answer
+//! core, nothing more. Streaming, stats, events and resource updates answer
 //! `Unimplemented` until their issue lands.
 
 use std::collections::HashMap;
@@ -185,9 +185,12 @@ impl RuntimeService for RuntimeServiceImpl {
 
     async fn reopen_container_log(
         &self,
-        _r: Request<cri::ReopenContainerLogRequest>,
+        r: Request<cri::ReopenContainerLogRequest>,
     ) -> Reply<cri::ReopenContainerLogResponse> {
-        Err(not_yet("ReopenContainerLog"))
+        self.runtime
+            .reopen_container_log(&r.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> Reply<cri::ExecSyncResponse> {

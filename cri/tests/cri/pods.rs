@@ -540,7 +540,80 @@ async fn pods_run_on_keels_own_cni_plugins(runtime: &str) {
     d.shutdown().await;
 }
 
+/// Log rotation as the kubelet does it: rename the file, ReopenContainerLog, and the output goes
+/// on in a new file at the same path, no line lost between the two.
+async fn logs_rotate_with_reopen_container_log(runtime: &str) {
+    if !gate(&format!(
+        "logs_rotate_with_reopen_container_log on {runtime}"
+    )) {
+        return;
+    }
+    let mut d = Daemon::start(Options::with_runtime(runtime)).await;
+    let busybox = daemon::image("busybox:latest");
+    d.pull(&busybox).await;
+    let pc = pod_config(&d, "rotate");
+    let pod = run_pod(&mut d, &pc).await;
+    let ticker = start_container(
+        &mut d,
+        &pod,
+        &pc,
+        container_config(
+            "ticker",
+            &busybox,
+            &[
+                "sh",
+                "-c",
+                "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.02; done",
+            ],
+        ),
+    )
+    .await;
+    let log = d.log_dir("rotate").join("ticker/0.log");
+    let rotated = d.log_dir("rotate").join("ticker/0.log.1");
+    keel_testkit::wait_for("a few ticks", Duration::from_secs(20), || {
+        (read_cri_log(&log).len() >= 3).then_some(())
+    });
+    std::fs::rename(&log, &rotated).expect("rotate");
+    d.rt.reopen_container_log(cri::ReopenContainerLogRequest {
+        container_id: ticker.clone(),
+    })
+    .await
+    .expect("ReopenContainerLog");
+    keel_testkit::wait_for("ticks in the new file", Duration::from_secs(20), || {
+        (read_cri_log(&log).len() >= 3).then_some(())
+    });
+    d.rt.stop_container(cri::StopContainerRequest {
+        container_id: ticker.clone(),
+        timeout: 0,
+    })
+    .await
+    .expect("StopContainer");
+    let mut lines = read_cri_log(&rotated);
+    let old = lines.len();
+    lines.extend(read_cri_log(&log));
+    assert!(old >= 3, "the rotated file keeps what was written before");
+    for (i, (_, text)) in lines.iter().enumerate() {
+        assert_eq!(text, &format!("tick {i}"), "no tick lost or repeated");
+    }
+    let e =
+        d.rt.reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: ticker.clone(),
+        })
+        .await
+        .expect_err("an exited container's log cannot be reopened");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    let e =
+        d.rt.reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: "nope".into(),
+        })
+        .await
+        .expect_err("unknown container");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+    d.shutdown().await;
+}
+
 on_both_runtimes!(
+    logs_rotate_with_reopen_container_log,
     pods_run_on_keels_own_cni_plugins,
     two_containers_share_the_pod_network_and_removal_leaves_nothing,
     exit_codes_reasons_logs_and_exec,
