@@ -107,17 +107,7 @@ impl Cni {
                 return Err(e);
             }
         };
-        let entry = CacheEntry {
-            kind: cache::KIND.to_string(),
-            container_id: att.container_id.clone(),
-            if_name: att.ifname.clone(),
-            network_name: list.name.clone(),
-            netns: att.netns.to_string_lossy().into_owned(),
-            cni_args: att.cni_args(),
-            capability_args: att.capability_args.clone(),
-            config: list.to_value(),
-            result: final_value.clone(),
-        };
+        let entry = cache_entry(list, att, final_value.clone());
         if let Err(source) = self.cache.save(&entry) {
             self.rollback(list, att, list.plugins.len(), Some(final_value));
             return Err(Error::Cache {
@@ -141,17 +131,7 @@ impl Cni {
         if let Err(e) = self.del_plugins(list, upto, att, prev_for_del, true) {
             tracing::warn!(network = %list.name, container = %att.container_id, error = %e,
                 "rollback of a failed cni ADD failed; keeping a cache entry for a later DEL");
-            let entry = CacheEntry {
-                kind: cache::KIND.to_string(),
-                container_id: att.container_id.clone(),
-                if_name: att.ifname.clone(),
-                network_name: list.name.clone(),
-                netns: att.netns.to_string_lossy().into_owned(),
-                cni_args: att.cni_args(),
-                capability_args: att.capability_args.clone(),
-                config: list.to_value(),
-                result: prev.unwrap_or(Value::Null),
-            };
+            let entry = cache_entry(list, att, prev.unwrap_or(Value::Null));
             if let Err(e) = self.cache.save(&entry) {
                 tracing::error!(network = %list.name, container = %att.container_id, error = %e,
                     "cannot record a half-attached cni network");
@@ -445,4 +425,19 @@ fn validate(att: &Attachment) -> Result<(), Error> {
         return bad(format!("invalid interface name {:?}", att.ifname));
     }
     Ok(())
+}
+
+/// What the cache keeps of an attachment: enough to DEL it later whatever the conf dir says.
+fn cache_entry(list: &NetworkConfigList, att: &Attachment, result: Value) -> CacheEntry {
+    CacheEntry {
+        kind: cache::KIND.to_string(),
+        container_id: att.container_id.clone(),
+        if_name: att.ifname.clone(),
+        network_name: list.name.clone(),
+        netns: att.netns.to_string_lossy().into_owned(),
+        cni_args: att.cni_args(),
+        capability_args: att.capability_args.clone(),
+        config: list.to_value(),
+        result,
+    }
 }
