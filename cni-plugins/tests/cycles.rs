@@ -8,9 +8,9 @@
 //! and the allocation directory are this run's alone; a guard removes whatever a failed run
 //! leaves (rules with that prefix, the bridge, the tables if this run created them empty).
 
-use std::io::Write;
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keel_netkit::nft::{Batch, Family, Nft};
@@ -24,25 +24,7 @@ const TABLES: [&str; 2] = [
 const THREADS: usize = 8;
 
 fn invoke(bin: &Path, command: &str, conf: &Value, netns: &Path, id: &str, path: &Path) -> Value {
-    let mut child = Command::new(bin)
-        .env_clear()
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn plugin");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(conf.to_string().as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait plugin");
+    let out = common::run_plugin(bin, command, conf, netns, id, path);
     assert!(
         out.status.success(),
         "{} {command} of {id}: {}{}",

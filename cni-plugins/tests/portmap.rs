@@ -9,6 +9,8 @@
 //!   client: outside → <host side>:<hostPort>,  host → 127.0.0.1:<hostPort>
 //! ```
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,27 +51,7 @@ struct Outcome {
 }
 
 fn invoke(bin: &Path, command: &str, conf: &Value, netns: &Path, id: &str, path: &Path) -> Outcome {
-    use std::io::Write;
-    let mut child = Command::new(bin)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn plugin");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(conf.to_string().as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait plugin");
+    let out = common::run_plugin(bin, command, conf, netns, id, path);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     Outcome {
         ok: out.status.success(),
