@@ -1,1 +1,8 @@
 //! keel-control-plane: the apiserver, its storage, the scheduler and the controllers.
+//!
+//! `storage` is the MVCC key-value layer (embedded redb or etcd v3) and knows nothing of
+//! Kubernetes objects; `apiserver` is the HTTP API above it (authentication, authorization,
+//! object semantics, watch cache, discovery). Binaries are thin: see `src/bin/`.
+
+pub mod apiserver;
+pub mod storage;

@@ -1,0 +1,1 @@
+//! keel-apiserver: the Kubernetes API over HTTPS, above `storage`.
