@@ -5,4 +5,3 @@
 //! object semantics, watch cache, discovery). Binaries are thin: see `src/bin/`.
 
 pub mod apiserver;
-pub mod storage;

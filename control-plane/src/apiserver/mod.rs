@@ -1,1 +1,4 @@
 //! keel-apiserver: the Kubernetes API over HTTPS, above `storage`.
+
+pub mod field_errors;
+pub mod resources;
