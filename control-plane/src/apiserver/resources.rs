@@ -32,3 +32,27 @@ impl ResourceInfo {
         }
     }
 }
+
+// TEMPORARY: replaced by the full table from wt-describe.
+pub fn builtin_resources() -> Vec<ResourceInfo> {
+    let r = |group: &str, kind: &str, plural: &str, namespaced: bool, subs: &[&str]| ResourceInfo {
+        group: group.into(),
+        version: "v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+        singular: kind.to_lowercase(),
+        namespaced,
+        short_names: vec![],
+        categories: vec![],
+        verbs: ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"].map(String::from).to_vec(),
+        subresources: subs.iter().map(|s| s.to_string()).collect(),
+    };
+    vec![
+        r("", "Namespace", "namespaces", false, &["status", "finalize"]),
+        r("", "Pod", "pods", true, &["status", "binding", "eviction"]),
+        r("", "Node", "nodes", false, &["status"]),
+        r("", "ConfigMap", "configmaps", true, &[]),
+        r("", "Service", "services", true, &["status"]),
+        r("apps", "Deployment", "deployments", true, &["status", "scale"]),
+    ]
+}

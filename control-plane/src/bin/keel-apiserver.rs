@@ -1,0 +1,87 @@
+//! keel-apiserver: parses kube-apiserver-style flags into a `Config` and runs the apiserver
+//! until SIGTERM or SIGINT.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use keel_control_plane::apiserver::{self, Config};
+
+/// A lean Kubernetes API server: HTTPS, embedded storage (or etcd), kubectl-compatible.
+///
+/// On first start it writes a CA, serving and admin certificates under DATA_DIR/pki and
+/// DATA_DIR/admin.kubeconfig, with which `kubectl --kubeconfig DATA_DIR/admin.kubeconfig`
+/// works at once.
+#[derive(Debug, Parser)]
+#[command(name = "keel-apiserver", version)]
+struct Flags {
+    /// Where the embedded store, the PKI and admin.kubeconfig live.
+    #[arg(long, default_value = "/var/lib/keel/apiserver")]
+    data_dir: PathBuf,
+    /// The address to serve HTTPS on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+    /// The HTTPS port (0 picks a free one).
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// etcd v3 endpoints, comma separated; without them the embedded store in --data-dir is used.
+    #[arg(long, value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// Prefix of every key in etcd.
+    #[arg(long, default_value = "/registry-keel")]
+    etcd_prefix: String,
+    /// The range Service cluster IPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: ipnet::IpNet,
+    /// The range NodePorts are allocated from, as FIRST-LAST.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
+    /// Log filter (tracing's EnvFilter syntax); RUST_LOG, when set, wins.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&flags.log_level))
+        .with_context(|| format!("--log-level {:?}", flags.log_level))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let (first, last) = flags
+        .service_node_port_range
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
+        .filter(|(a, b)| a <= b)
+        .with_context(|| format!("--service-node-port-range {:?}: want FIRST-LAST", flags.service_node_port_range))?;
+    let mut config = Config::new(flags.data_dir);
+    config.bind_address = flags.bind_address;
+    config.secure_port = flags.secure_port;
+    config.etcd_servers = flags.etcd_servers;
+    config.etcd_prefix = flags.etcd_prefix;
+    config.service_cluster_ip_range = flags.service_cluster_ip_range;
+    config.service_node_port_range = first..=last;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            on_signal.cancel();
+        });
+        apiserver::run(config, shutdown, None).await.context("keel-apiserver")
+    })
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
