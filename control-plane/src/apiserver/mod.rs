@@ -2,3 +2,4 @@
 
 pub mod field_errors;
 pub mod resources;
+pub mod patch;
