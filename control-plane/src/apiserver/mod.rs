@@ -1,5 +1,5 @@
 //! keel-apiserver: the Kubernetes API over HTTPS, above `storage`.
 
 pub mod field_errors;
-pub mod resources;
 pub mod patch;
+pub mod resources;

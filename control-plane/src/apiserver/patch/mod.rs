@@ -5,14 +5,19 @@
 //! - [`merge_patch`]: RFC 7386 (`application/merge-patch+json`); the patch must be an object.
 //! - [`strategic_merge_patch`]: `application/strategic-merge-patch+json`, driven by the
 //!   built-in schema facts in `merge_keys`; see `strategic` for the directives supported.
+//! - [`server_side_apply`] and [`track_update`]: `application/apply-patch+yaml` and the
+//!   managedFields bookkeeping of ordinary writes; see `apply` for exactly what is modelled.
 //!
 //! Nothing here does I/O, and no input can make these functions panic.
 
+mod apply;
+mod fields;
 mod json_patch;
 mod merge_keys;
 mod merge_patch;
 mod strategic;
 
+pub use apply::{ApplyConflict, ApplyError, ApplyOptions, server_side_apply, track_update};
 pub use json_patch::json_patch;
 pub use merge_keys::supports_strategic_merge;
 pub use merge_patch::merge_patch;
