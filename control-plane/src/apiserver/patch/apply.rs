@@ -698,6 +698,48 @@ mod tests {
     }
 
     #[test]
+    fn status_apply_touches_status_only() {
+        let live =
+            apply(None, &manifest(2, false), &opts("kubectl", false)).expect("apply succeeds");
+        let mut status_config = manifest(9, false);
+        status_config["status"] = json!({"readyReplicas": 2});
+        let status_opts = ApplyOptions {
+            subresource: Some("status"),
+            ..opts("controller", false)
+        };
+        let updated = apply(Some(&live), &status_config, &status_opts).expect("apply succeeds");
+        assert_eq!(
+            updated["spec"]["replicas"], 2,
+            "spec is not written by a status apply"
+        );
+        assert_eq!(updated["status"], json!({"readyReplicas": 2}));
+        let entries = read_managed_fields(&updated).unwrap_or_default();
+        let controller = entries.iter().find(|e| e.manager == "controller");
+        assert_eq!(
+            controller.and_then(|e| e.subresource.as_deref()),
+            Some("status")
+        );
+    }
+
+    #[test]
+    fn custom_resource_lists_are_atomic() {
+        let kind = TypeRef::new("example.com", "v1", "Widget");
+        let applied = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w"}, "spec": {"items": [{"name": "a"}, {"name": "b"}]}});
+        let created =
+            server_side_apply(None, &applied, &kind, &opts("m", false)).expect("apply succeeds");
+        assert_eq!(
+            created["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({"f:spec": {"f:items": {}}})
+        );
+        let mut fewer = applied.clone();
+        fewer["spec"]["items"] = json!([{"name": "c"}]);
+        let updated = server_side_apply(Some(&created), &fewer, &kind, &opts("m", false))
+            .expect("apply succeeds");
+        assert_eq!(updated["spec"]["items"], json!([{"name": "c"}]));
+    }
+
+    #[test]
     fn invalid_apply_configurations() {
         let cases = vec![
             json!([1]),

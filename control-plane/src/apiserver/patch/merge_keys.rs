@@ -16,10 +16,11 @@ pub enum ListType {
     Atomic,
     /// A list of scalars merged as a set (`patchStrategy:"merge"` without key; SSA `set`).
     Set,
-    /// A list of objects merged item by item: SMP matches items by `merge_key`, server-side
-    /// apply identifies them by all of `keys` (the list-map keys).
+    /// A list of objects merged item by item: SMP matches items by `merge_key` (or replaces
+    /// the list when the field has no patch strategy, only `listType=map`); server-side apply
+    /// identifies items by all of `keys` (the list-map keys).
     Map {
-        merge_key: &'static str,
+        merge_key: Option<&'static str>,
         keys: &'static [&'static str],
     },
 }
@@ -62,12 +63,6 @@ impl Schema {
             .find(|(group, k, _)| *group == kind.group && *k == kind.kind)
             .map_or("Object", |(_, _, ty)| *ty);
         Schema { ty: Some(ty) }
-    }
-
-    /// A value the table knows nothing about: objects merge, lists are atomic.
-    #[allow(dead_code)]
-    pub fn untyped() -> Schema {
-        Schema { ty: None }
     }
 
     /// The rule of `field` of this schema's type.
@@ -167,9 +162,24 @@ const fn map_list(
     child: Option<&'static str>,
 ) -> FieldRule {
     FieldRule {
-        list: ListType::Map { merge_key, keys },
+        list: ListType::Map {
+            merge_key: Some(merge_key),
+            keys,
+        },
         retain_keys: false,
         child,
+    }
+}
+
+/// A `listType=map` field without a patch strategy: SMP replaces it, SSA merges it by `keys`.
+const fn apply_only_map_list(keys: &'static [&'static str]) -> FieldRule {
+    FieldRule {
+        list: ListType::Map {
+            merge_key: None,
+            keys,
+        },
+        retain_keys: false,
+        child: None,
     }
 }
 
@@ -179,7 +189,10 @@ const fn map_list_retained(
     child: Option<&'static str>,
 ) -> FieldRule {
     FieldRule {
-        list: ListType::Map { merge_key, keys },
+        list: ListType::Map {
+            merge_key: Some(merge_key),
+            keys,
+        },
         retain_keys: true,
         child,
     }
@@ -273,11 +286,7 @@ const FIELDS: &[(&str, &str, FieldRule)] = &[
         map_list("devicePath", &["devicePath"], None),
     ),
     ("Container", "resources", child_type("ResourceRequirements")),
-    (
-        "ResourceRequirements",
-        "claims",
-        map_list("name", NAME, None),
-    ),
+    ("ResourceRequirements", "claims", apply_only_map_list(NAME)),
     // core/v1 PodStatus
     ("PodStatus", "conditions", map_list("type", TYPE, None)),
     ("PodStatus", "podIPs", map_list("ip", IP, None)),
@@ -376,7 +385,7 @@ mod tests {
         assert!(matches!(
             rule_at(&pod, &["spec", "volumes"]).list,
             ListType::Map {
-                merge_key: "name",
+                merge_key: Some("name"),
                 keys: ["name"]
             }
         ));
@@ -384,7 +393,7 @@ mod tests {
         assert!(matches!(
             rule_at(&pod, &["spec", "containers", "ports"]).list,
             ListType::Map {
-                merge_key: "containerPort",
+                merge_key: Some("containerPort"),
                 ..
             }
         ));

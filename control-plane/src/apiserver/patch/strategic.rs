@@ -162,11 +162,15 @@ fn merge_list(
         return replace_list(patch_items, rule);
     }
     match rule.list {
-        ListType::Atomic => Ok(patch_items.to_vec()),
+        ListType::Atomic
+        | ListType::Map {
+            merge_key: None, ..
+        } => Ok(patch_items.to_vec()),
         ListType::Set => Ok(union(original, patch_items)),
-        ListType::Map { merge_key, .. } => {
-            merge_keyed_list(original, patch_items, merge_key, rule.schema())
-        }
+        ListType::Map {
+            merge_key: Some(merge_key),
+            ..
+        } => merge_keyed_list(original, patch_items, merge_key, rule.schema()),
     }
 }
 
@@ -286,7 +290,7 @@ fn set_element_order(
         return Ok(());
     };
     let merge_key = match rule.list {
-        ListType::Map { merge_key, .. } => Some(merge_key),
+        ListType::Map { merge_key, .. } => merge_key,
         ListType::Set | ListType::Atomic => None,
     };
     let identity = |v: &Value| -> Value {
@@ -396,6 +400,13 @@ mod tests {
                 json!({"spec": {"tolerations": [{"key": "a"}, {"key": "b"}]}}),
                 json!({"spec": {"tolerations": [{"key": "c"}]}}),
                 json!({"spec": {"tolerations": [{"key": "c"}]}}),
+            ),
+            (
+                "listType=map without patch strategy (resources.claims) is replaced",
+                pod(),
+                json!({"spec": {"containers": [{"name": "a", "resources": {"claims": [{"name": "x"}]}}]}}),
+                json!({"spec": {"containers": [{"name": "a", "resources": {"claims": [{"name": "y"}]}}]}}),
+                json!({"spec": {"containers": [{"name": "a", "resources": {"claims": [{"name": "y"}]}}]}}),
             ),
             (
                 "finalizers merge as a set",
