@@ -135,53 +135,75 @@ pub fn server_side_apply(
             && e.subresource.as_deref() == opts.subresource
     };
 
-    let conflicts = find_conflicts(&entries, &is_mine, &applied_fields, &live_fields);
-    if !conflicts.is_empty() {
-        if !opts.force {
-            return Err(ApplyError::Conflicts(
-                conflicts.into_iter().map(|(_, _, c)| c).collect(),
-            ));
-        }
-        for (index, path, _) in &conflicts {
-            if let Some(entry) = entries.get_mut(*index) {
-                entry.fields.remove(path);
-            }
-        }
-    }
-
+    resolve_conflicts(
+        &mut entries,
+        &is_mine,
+        &applied_fields,
+        &live_fields,
+        opts.force,
+    )?;
     let applied_set: FieldSet = applied_fields.keys().cloned().collect();
-    let previous: FieldSet = entries
-        .iter()
-        .find(|e| is_mine(e))
-        .map(|e| e.fields.clone())
-        .unwrap_or_default();
-    let kept_by_others: FieldSet = entries
-        .iter()
-        .filter(|e| !is_mine(e))
-        .flat_map(|e| e.fields.iter().cloned())
-        .chain(applied_set.iter().cloned())
-        .collect();
-    for path in previous.difference(&applied_set) {
-        if !kept_by_others.iter().any(|other| other.starts_with(path)) {
-            remove_and_prune(&mut result, path);
-        }
-    }
-
+    remove_no_longer_applied(&mut result, &entries, &is_mine, &applied_set);
     merge_applied(&mut result, &applied_view, schema);
-    set_entry(&mut entries, &is_mine, applied_set, || ManagedEntry {
+    let mine = ManagedEntry {
         manager: opts.manager.to_string(),
         operation: APPLY.to_string(),
         api_version: kind.api_version(),
         time: opts.now.to_string(),
         subresource: opts.subresource.map(str::to_string),
-        fields: FieldSet::new(),
-    });
-    if let Some(entry) = entries.iter_mut().find(|e| is_mine(e)) {
-        entry.time = opts.now.to_string();
-        entry.api_version = kind.api_version();
-    }
+        fields: applied_set,
+    };
+    replace_entry(&mut entries, &is_mine, mine);
     write_managed_fields(&mut result, &entries);
     Ok(result)
+}
+
+/// Fails with the conflicts, or (forced) takes the conflicting fields from their owners.
+fn resolve_conflicts(
+    entries: &mut [ManagedEntry],
+    is_mine: &dyn Fn(&ManagedEntry) -> bool,
+    applied: &FieldValues,
+    live: &FieldValues,
+    force: bool,
+) -> Result<(), ApplyError> {
+    let conflicts = find_conflicts(entries, is_mine, applied, live);
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        let conflicts = conflicts.into_iter().map(|(_, _, c)| c).collect();
+        return Err(ApplyError::Conflicts(conflicts));
+    }
+    for (index, path, _) in &conflicts {
+        if let Some(entry) = entries.get_mut(*index) {
+            entry.fields.remove(path);
+        }
+    }
+    Ok(())
+}
+
+/// Removes the fields the manager applied before but not now, unless another manager owns
+/// them or something below them (or the new configuration sets something below them).
+fn remove_no_longer_applied(
+    object: &mut Value,
+    entries: &[ManagedEntry],
+    is_mine: &dyn Fn(&ManagedEntry) -> bool,
+    applied_set: &FieldSet,
+) {
+    let Some(previous) = entries.iter().find(|e| is_mine(e)).map(|e| &e.fields) else {
+        return;
+    };
+    let kept: FieldSet = entries
+        .iter()
+        .filter(|e| !is_mine(e))
+        .flat_map(|e| e.fields.iter().cloned())
+        .chain(applied_set.iter().cloned())
+        .collect();
+    for path in previous.difference(applied_set) {
+        if !kept.iter().any(|other| other.starts_with(path)) {
+            remove_and_prune(object, path);
+        }
+    }
 }
 
 /// Removes `path`, then the maps and lists above it that the removal left empty.
@@ -314,20 +336,15 @@ fn find_conflicts(
     conflicts
 }
 
-/// Gives `fields` to the entry `is_mine` selects, creating it with `new_entry` if needed.
-fn set_entry(
+/// Puts `entry` in place of the one `is_mine` selects, or appends it.
+fn replace_entry(
     entries: &mut Vec<ManagedEntry>,
     is_mine: &dyn Fn(&ManagedEntry) -> bool,
-    fields: FieldSet,
-    new_entry: impl FnOnce() -> ManagedEntry,
+    entry: ManagedEntry,
 ) {
     match entries.iter_mut().find(|e| is_mine(e)) {
-        Some(entry) => entry.fields = fields,
-        None => {
-            let mut entry = new_entry();
-            entry.fields = fields;
-            entries.push(entry);
-        }
+        Some(existing) => *existing = entry,
+        None => entries.push(entry),
     }
 }
 
