@@ -17,7 +17,7 @@ pub mod field_errors;
 pub mod handlers;
 pub mod nonresource;
 pub mod objects;
-
+pub mod patch;
 pub mod request;
 pub mod resources;
 pub mod rest;
@@ -33,6 +33,7 @@ pub mod user;
 pub mod validation;
 pub mod watch;
 pub mod watch_cache;
+
 
 use std::net::SocketAddr;
 use std::sync::Arc;
