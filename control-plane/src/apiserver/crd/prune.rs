@@ -18,6 +18,13 @@ pub fn prune(schema: &Schema, obj: &mut Value) -> Vec<String> {
     pruned
 }
 
+/// Prunes one value (not a whole resource) by its schema; `path` names it in the result.
+pub fn prune_value_at(schema: &Schema, value: &mut Value, path: &str) -> Vec<String> {
+    let mut pruned = Vec::new();
+    prune_value(schema, value, path, &mut pruned);
+    pruned
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()

@@ -3,8 +3,9 @@
 //! validations in `allOf`/`anyOf`/`oneOf`/`not` only restrict fields specified outside them and
 //! set no `type`, `default`, `additionalProperties`, `nullable` or `description`, `metadata`
 //! only restricts `name` and `generateName`, and the Kubernetes extensions are used consistently.
-//! `default`s must validate against their own schema.
+//! `default`s must validate against their own schema and have no field pruning would drop.
 
+use super::prune::prune_value_at;
 use super::schema::{AdditionalProperties, ListType, Schema, SchemaType};
 use super::validate::validate_value;
 use crate::apiserver::field_errors::{FieldError, FieldErrorKind};
@@ -250,6 +251,16 @@ impl Checker {
             return;
         };
         let p = child(path, "default");
+        let mut pruned_copy = d.clone();
+        if !prune_value_at(s, &mut pruned_copy, "default").is_empty() {
+            let detail = "must not have unknown fields";
+            self.push(
+                FieldErrorKind::Invalid,
+                p.clone(),
+                Some(d.to_string()),
+                detail,
+            );
+        }
         for e in validate_value(s, d, "default") {
             let detail = if e.detail.is_empty() {
                 e.to_string()

@@ -266,6 +266,12 @@ fn non_structural_schemas_are_rejected() {
             ),
         ),
         (
+            json!({"type": "object", "properties": {"spec": {"type": "object", "default": {"a": 1}, "properties": {"b": {"type": "integer"}}}}}),
+            format!(
+                "{root}.properties[spec].default: Invalid value: {{\"a\":1}}: must not have unknown fields"
+            ),
+        ),
+        (
             json!({"type": "object", "properties": {"spec": {"type": "array", "x-kubernetes-list-type": "map", "items": {"type": "object"}}}}),
             format!(
                 "{root}.properties[spec].x-kubernetes-list-map-keys: Required value: must not be empty if x-kubernetes-list-type is map"
