@@ -290,7 +290,7 @@ impl Checker {
             self.node(items, &child(path, "items"), Place::Item);
         }
         if s.type_ == Some(SchemaType::Array) && s.items.is_none() {
-            let d = "must be specified if type is array";
+            let d = "must be specified";
             self.push(FieldErrorKind::Required, child(path, "items"), None, d);
         }
     }

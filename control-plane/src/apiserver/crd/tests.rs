@@ -654,3 +654,88 @@ fn malformed_schemas_never_panic() {
         assert!(CustomResourceType::from_crd(&crd, "v1").is_err(), "{w}");
     }
 }
+
+#[test]
+fn value_validations_of_a_parsed_schema() {
+    let raw = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "low": {"type": "integer", "minimum": 0, "exclusiveMinimum": true},
+        "bag": {"type": "object", "minProperties": 1, "maxProperties": 2, "additionalProperties": {"type": "integer"}},
+        "either": {"type": "string", "anyOf": [{"pattern": "^a"}, {"pattern": "^b"}]},
+        "notx": {"type": "string", "not": {"enum": ["x"]}},
+        "uniq": {"type": "array", "uniqueItems": true, "minItems": 1, "items": {"type": "integer"}},
+        "both": {"type": "object", "properties": {"a": {"type": "integer"}}, "allOf": [{"properties": {"a": {"maximum": 3}}}]}
+    }}}});
+    let s = parse_schema(&raw, "s").expect("schema");
+    let cases = [
+        (
+            json!({"low": 0}),
+            "spec.low: Invalid value: 0: spec.low in body should be greater than 0",
+        ),
+        (
+            json!({"bag": {}}),
+            "spec.bag: Invalid value: {}: spec.bag in body should have at least 1 properties",
+        ),
+        (
+            json!({"bag": {"a": 1, "b": 2, "c": 3}}),
+            "spec.bag: Invalid value: {\"a\":1,\"b\":2,\"c\":3}: spec.bag in body should have at most 2 properties",
+        ),
+        (
+            json!({"either": "c"}),
+            "spec.either: Invalid value: \"c\": spec.either in body must validate at least one schema (anyOf)",
+        ),
+        (
+            json!({"notx": "x"}),
+            "spec.notx: Invalid value: \"x\": spec.notx in body must not validate the schema (not)",
+        ),
+        (
+            json!({"uniq": [1, 2, 1.0]}),
+            "spec.uniq[2]: Duplicate value: 1.0",
+        ),
+        (
+            json!({"uniq": []}),
+            "spec.uniq: Invalid value: []: spec.uniq in body should have at least 1 items",
+        ),
+        (
+            json!({"both": {"a": 4}}),
+            "spec.both.a: Invalid value: 4: spec.both.a in body should be less than or equal to 3",
+        ),
+    ];
+    for (spec, expected) in cases {
+        let errs = messages(&validate_custom_resource(&s, &cr(spec.clone())));
+        assert_eq!(errs, vec![expected.to_string()], "{spec}");
+    }
+    let fine = json!({"low": 1, "bag": {"a": 1}, "either": "bee", "notx": "y", "uniq": [1, 2], "both": {"a": 3}});
+    assert!(validate_custom_resource(&s, &cr(fine)).is_empty());
+}
+
+#[test]
+fn pruning_walks_nested_arrays_and_maps() {
+    let raw = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "grid": {"type": "array", "items": {"type": "array", "items": {"type": "object", "properties": {"v": {"type": "integer"}}}}},
+        "byName": {"type": "object", "additionalProperties": {"type": "object", "properties": {"keep": {"type": "string"}}}},
+        "open": {"type": "object", "additionalProperties": true}
+    }}}});
+    let s = parse_schema(&raw, "s").expect("schema");
+    let mut obj = cr(json!({
+        "grid": [[{"v": 1, "w": 2}], [{"v": 3}]],
+        "byName": {"x": {"keep": "k", "drop": 1}},
+        "open": {"any": {"thing": true}}
+    }));
+    let mut pruned = prune(&s, &mut obj);
+    pruned.sort();
+    assert_eq!(pruned, vec!["spec.byName.x.drop", "spec.grid[0][0].w"]);
+    assert_eq!(obj["spec"]["grid"], json!([[{"v": 1}], [{"v": 3}]]));
+    assert_eq!(obj["spec"]["open"], json!({"any": {"thing": true}}));
+}
+
+#[test]
+fn array_without_items_is_not_structural() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "array"}}});
+    let errs = crd_errors(&with_schema(schema));
+    assert_eq!(
+        errs,
+        vec![
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].items: Required value: must be specified"
+        ]
+    );
+}
