@@ -7,6 +7,9 @@
 //!
 //! `x-kubernetes-validations` (CEL rules) and documentation keywords (`description`, `title`,
 //! `example`, `externalDocs`) are accepted and ignored.
+//!
+//! `pattern` is compiled with the `regex` crate, whose syntax matches Go's RE2 for what CRDs use;
+//! one difference: `\d`, `\w` and `\s` are Unicode-aware here and ASCII-only in Go.
 
 use std::collections::BTreeMap;
 

@@ -739,3 +739,22 @@ fn array_without_items_is_not_structural() {
         ]
     );
 }
+
+#[test]
+fn garbage_crds_give_errors_not_panics() {
+    for crd in [
+        json!(null),
+        json!([]),
+        json!({"spec": 1}),
+        json!({"spec": {"versions": [1, "x", null]}}),
+    ] {
+        assert!(!validate_crd(&crd, None).is_empty(), "{crd}");
+        assert!(storage_version(&crd).is_none());
+        let _ = served_resources(&crd);
+        let _ = crd_status(&crd, chrono::Utc::now());
+    }
+    assert!(matches!(
+        served_resources(&json!({"spec": {"versions": [{"name": "v1", "served": true}]}})),
+        Err(CrdError::Missing(_))
+    ));
+}
