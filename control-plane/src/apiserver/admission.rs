@@ -12,7 +12,8 @@ use super::status::{ApiError, Target};
 use super::user::UserInfo;
 
 /// Namespaces that always exist (created at start) and may not be deleted.
-pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const IMMORTAL_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 pub async fn admit_create(
     state: &ApiState,
@@ -28,16 +29,29 @@ pub async fn admit_create(
 }
 
 /// A namespaced create needs its namespace to exist and not be terminating.
-async fn check_namespace_open(state: &ApiState, namespace: &str, resource: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
+async fn check_namespace_open(
+    state: &ApiState,
+    namespace: &str,
+    resource: &ResourceInfo,
+    object: &Value,
+) -> Result<(), ApiError> {
     let catalog = state.catalog();
-    let Some(namespaces) = catalog.lookup("", "v1", "namespaces") else { return Ok(()) };
-    let at = ObjectRef { resource: namespaces, namespace: "", name: namespace };
+    let Some(namespaces) = catalog.lookup("", "v1", "namespaces") else {
+        return Ok(());
+    };
+    let at = ObjectRef {
+        resource: namespaces,
+        namespace: "",
+        name: namespace,
+    };
     let ns = rest::get(state, at).await?;
     if objects::is_deleting(&ns) {
         let target = Target::new(&resource.group, &resource.plural, objects::name(object));
         return Err(ApiError::forbidden_on(
             &target,
-            &format!("unable to create new content in namespace {namespace} because it is being terminated"),
+            &format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            ),
         ));
     }
     Ok(())
@@ -53,10 +67,17 @@ pub fn admit_update(
     Ok(())
 }
 
-pub async fn admit_delete(_state: &ApiState, _user: &UserInfo, at: ObjectRef<'_>) -> Result<(), ApiError> {
+pub async fn admit_delete(
+    _state: &ApiState,
+    _user: &UserInfo,
+    at: ObjectRef<'_>,
+) -> Result<(), ApiError> {
     let is_namespace = at.resource.group.is_empty() && at.resource.plural == "namespaces";
     if is_namespace && IMMORTAL_NAMESPACES.contains(&at.name) {
-        return Err(ApiError::forbidden_on(&at.target(), &format!("this namespace may not be deleted")));
+        return Err(ApiError::forbidden_on(
+            &at.target(),
+            &format!("this namespace may not be deleted"),
+        ));
     }
     Ok(())
 }

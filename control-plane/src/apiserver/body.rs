@@ -26,8 +26,12 @@ where
 {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
-        Err(error) => Err(ApiError::bad_request(format!("reading the request body: {error}"))),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::too_large(limit))
+        }
+        Err(error) => Err(ApiError::bad_request(format!(
+            "reading the request body: {error}"
+        ))),
     }
 }
 
@@ -36,7 +40,13 @@ pub fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
@@ -47,8 +57,12 @@ pub fn decode_object(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError
     }
     let value = match content_type {
         "application/yaml" | "application/apply-patch+yaml" | "text/yaml" => decode_yaml(bytes)?,
-        "" | "application/json" | "application/merge-patch+json" | "application/json-patch+json"
-        | "application/strategic-merge-patch+json" | "*/*" => serde_json::from_slice(bytes)
+        ""
+        | "application/json"
+        | "application/merge-patch+json"
+        | "application/json-patch+json"
+        | "application/strategic-merge-patch+json"
+        | "*/*" => serde_json::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))?,
         "application/vnd.kubernetes.protobuf" => {
             return Err(ApiError::unsupported_media_type(content_type));
@@ -59,9 +73,10 @@ pub fn decode_object(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError
 }
 
 fn decode_yaml(bytes: &[u8]) -> Result<Value, ApiError> {
-    let yaml: serde_yaml::Value =
-        serde_yaml::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))?;
-    serde_json::to_value(yaml).map_err(|e| ApiError::bad_request(format!("error converting YAML body to JSON: {e}")))
+    let yaml: serde_yaml::Value = serde_yaml::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))?;
+    serde_json::to_value(yaml)
+        .map_err(|e| ApiError::bad_request(format!("error converting YAML body to JSON: {e}")))
 }
 
 /// What the client wants back.
@@ -79,7 +94,10 @@ pub enum Wanted {
 /// Picks the first representation we can serve from the Accept header (order of preference as
 /// the client listed it).
 pub fn wanted(headers: &HeaderMap) -> Wanted {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     for choice in accept.split(',') {
         let params: Vec<&str> = choice.split(';').map(str::trim).collect();
         let has = |param: &str| params.iter().any(|p| p.eq_ignore_ascii_case(param));
@@ -93,7 +111,10 @@ pub fn wanted(headers: &HeaderMap) -> Wanted {
         if (has("as=PartialObjectMetadataList") || has("as=PartialObjectMetadata")) && has("v=v1") {
             return Wanted::Metadata;
         }
-        if has("as=APIGroupDiscoveryList") && has("g=apidiscovery.k8s.io") && (has("v=v2") || has("v=v2beta1")) {
+        if has("as=APIGroupDiscoveryList")
+            && has("g=apidiscovery.k8s.io")
+            && (has("v=v2") || has("v=v2beta1"))
+        {
             return Wanted::AggregatedDiscovery;
         }
         if !params.iter().any(|p| p.starts_with("as=")) {
@@ -136,18 +157,25 @@ mod tests {
 
     fn accept(value: &str) -> Wanted {
         let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT, value.parse().unwrap_or(http::HeaderValue::from_static("")));
+        headers.insert(
+            header::ACCEPT,
+            value.parse().unwrap_or(http::HeaderValue::from_static("")),
+        );
         wanted(&headers)
     }
 
     #[test]
     fn accept_headers_kubectl_sends() {
         assert_eq!(
-            accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"),
+            accept(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            ),
             Wanted::Table
         );
         assert_eq!(
-            accept("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"),
+            accept(
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+            ),
             Wanted::AggregatedDiscovery
         );
         assert_eq!(accept("application/json, */*"), Wanted::Json);
@@ -156,9 +184,22 @@ mod tests {
 
     #[test]
     fn yaml_and_json_bodies_decode() {
-        let yaml = decode_object("application/yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n");
-        assert_eq!(yaml.ok().and_then(|v| v["metadata"]["name"].as_str().map(String::from)), Some("a".into()));
-        assert_eq!(decode_object("application/json", b"{nope").map_err(|e| e.code), Err(400));
-        assert_eq!(decode_object("text/plain", b"{}").map_err(|e| e.code), Err(415));
+        let yaml = decode_object(
+            "application/yaml",
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+        );
+        assert_eq!(
+            yaml.ok()
+                .and_then(|v| v["metadata"]["name"].as_str().map(String::from)),
+            Some("a".into())
+        );
+        assert_eq!(
+            decode_object("application/json", b"{nope").map_err(|e| e.code),
+            Err(400)
+        );
+        assert_eq!(
+            decode_object("text/plain", b"{}").map_err(|e| e.code),
+            Err(415)
+        );
     }
 }

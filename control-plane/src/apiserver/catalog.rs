@@ -18,12 +18,27 @@ impl Catalog {
         let mut by_path = HashMap::new();
         let mut by_kind = HashMap::new();
         for (index, resource) in resources.iter().enumerate() {
-            by_path.insert((resource.group.clone(), resource.version.clone(), resource.plural.clone()), index);
+            by_path.insert(
+                (
+                    resource.group.clone(),
+                    resource.version.clone(),
+                    resource.plural.clone(),
+                ),
+                index,
+            );
             by_kind
-                .entry((resource.group.clone(), resource.version.clone(), resource.kind.clone()))
+                .entry((
+                    resource.group.clone(),
+                    resource.version.clone(),
+                    resource.kind.clone(),
+                ))
                 .or_insert(index);
         }
-        Catalog { resources, by_path, by_kind }
+        Catalog {
+            resources,
+            by_path,
+            by_kind,
+        }
     }
 
     pub fn all(&self) -> &[ResourceInfo] {
@@ -50,6 +65,8 @@ impl Catalog {
     pub fn versions_of(&self, group: &str, plural: &str) -> impl Iterator<Item = &ResourceInfo> {
         let group = group.to_string();
         let plural = plural.to_string();
-        self.resources.iter().filter(move |r| r.group == group && r.plural == plural)
+        self.resources
+            .iter()
+            .filter(move |r| r.group == group && r.plural == plural)
     }
 }

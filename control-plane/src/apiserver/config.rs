@@ -32,7 +32,10 @@ impl Config {
             secure_port: 6443,
             etcd_servers: Vec::new(),
             etcd_prefix: "/registry-keel".to_string(),
-            service_cluster_ip_range: ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(10, 96, 0, 0), 12)),
+            service_cluster_ip_range: ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+                std::net::Ipv4Addr::new(10, 96, 0, 0),
+                12,
+            )),
             service_node_port_range: 30000..=32767,
             max_request_body_bytes: 3 * 1024 * 1024,
             compaction_interval: std::time::Duration::from_secs(300),

@@ -34,7 +34,9 @@ pub struct ResourceRequest<'a> {
 
 impl ResourceRequest<'_> {
     fn write_options(&self) -> Result<WriteOptions, ApiError> {
-        Ok(WriteOptions { dry_run: self.query.dry_run()? })
+        Ok(WriteOptions {
+            dry_run: self.query.dry_run()?,
+        })
     }
 
     /// The field manager of a write: `fieldManager`, else the user agent's program name.
@@ -42,7 +44,11 @@ impl ResourceRequest<'_> {
         if let Some(manager) = self.query.field_manager() {
             return manager.to_string();
         }
-        let agent = self.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+        let agent = self
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown");
         agent.split('/').next().unwrap_or("unknown").to_string()
     }
 
@@ -63,14 +69,27 @@ pub async fn serve(request: ResourceRequest<'_>) -> Result<Response<Body>, ApiEr
     if !info.subresource.is_empty() {
         return serve_subresource(&request, &resource).await;
     }
-    let at = ObjectRef { resource: &resource, namespace: &info.namespace, name: &info.name };
+    let at = ObjectRef {
+        resource: &resource,
+        namespace: &info.namespace,
+        name: &info.name,
+    };
     match info.verb.as_str() {
         "get" => {
             let object = rest::get(request.state, at).await?;
             render_one(&request, &resource, object, StatusCode::OK)
         }
         "list" => list(&request, &resource).await,
-        "watch" => watch::serve(request.state, &resource, info, request.query, body::wanted(request.headers)).await,
+        "watch" => {
+            watch::serve(
+                request.state,
+                &resource,
+                info,
+                request.query,
+                body::wanted(request.headers),
+            )
+            .await
+        }
         "create" => create(&request, &resource).await,
         "update" => update(&request, at, "").await,
         "patch" => patch(&request, at, "").await,
@@ -95,21 +114,41 @@ fn check_scope(resource: &ResourceInfo, info: &RequestInfo) -> Result<(), ApiErr
     }
 }
 
-fn render_one(request: &ResourceRequest<'_>, resource: &ResourceInfo, object: Value, status: StatusCode) -> Result<Response<Body>, ApiError> {
+fn render_one(
+    request: &ResourceRequest<'_>,
+    resource: &ResourceInfo,
+    object: Value,
+    status: StatusCode,
+) -> Result<Response<Body>, ApiError> {
     match body::wanted(request.headers) {
         Wanted::Table => {
-            let table = super::table::to_table(resource, std::slice::from_ref(&object), json!({"resourceVersion": objects::meta_str(&object, "resourceVersion")}));
+            let table = super::table::to_table(
+                resource,
+                std::slice::from_ref(&object),
+                json!({"resourceVersion": objects::meta_str(&object, "resourceVersion")}),
+            );
             Ok(body::json_response(status, &table))
         }
         _ => Ok(body::json_response(status, &object)),
     }
 }
 
-async fn list(request: &ResourceRequest<'_>, resource: &ResourceInfo) -> Result<Response<Body>, ApiError> {
+async fn list(
+    request: &ResourceRequest<'_>,
+    resource: &ResourceInfo,
+) -> Result<Response<Body>, ApiError> {
     let selection = Selection::from_query(resource, request.query)?;
     let filter = |object: &Value| selection.matches(object);
     let limit = request.query.limit()?;
-    let page = rest::list(request.state, resource, &request.info.namespace, &filter, limit, request.query.get("continue")).await?;
+    let page = rest::list(
+        request.state,
+        resource,
+        &request.info.namespace,
+        &filter,
+        limit,
+        request.query.get("continue"),
+    )
+    .await?;
     let mut list_meta = json!({"resourceVersion": page.revision.to_string()});
     if !page.continue_token.is_empty() {
         list_meta["continue"] = json!(page.continue_token);
@@ -119,7 +158,11 @@ async fn list(request: &ResourceRequest<'_>, resource: &ResourceInfo) -> Result<
         let table = super::table::to_table(resource, &items, list_meta);
         return Ok(body::json_response(StatusCode::OK, &table));
     }
-    Ok(body::json_bytes(StatusCode::OK, encode_list(resource, &page.items, &list_meta), "application/json"))
+    Ok(body::json_bytes(
+        StatusCode::OK,
+        encode_list(resource, &page.items, &list_meta),
+        "application/json",
+    ))
 }
 
 /// `{"kind":"PodList","apiVersion":"v1","metadata":{...},"items":[...]}`, written without
@@ -141,9 +184,15 @@ fn encode_list(resource: &ResourceInfo, items: &[Arc<Value>], list_meta: &Value)
 }
 
 /// Checks apiVersion/kind (filling them when absent) and the namespace of a body against the URL.
-fn check_body_identity(resource: &ResourceInfo, namespace: &str, object: &mut Value) -> Result<(), ApiError> {
+fn check_body_identity(
+    resource: &ResourceInfo,
+    namespace: &str,
+    object: &mut Value,
+) -> Result<(), ApiError> {
     if !object.is_object() {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     }
     let api_version = resource.api_version();
     match object.get("apiVersion").and_then(Value::as_str) {
@@ -177,20 +226,52 @@ fn check_body_identity(resource: &ResourceInfo, namespace: &str, object: &mut Va
 }
 
 fn type_ref(resource: &ResourceInfo) -> TypeRef {
-    TypeRef { group: resource.group.clone(), version: resource.version.clone(), kind: resource.kind.clone() }
+    TypeRef {
+        group: resource.group.clone(),
+        version: resource.version.clone(),
+        kind: resource.kind.clone(),
+    }
 }
 
-async fn create(request: &ResourceRequest<'_>, resource: &ResourceInfo) -> Result<Response<Body>, ApiError> {
+async fn create(
+    request: &ResourceRequest<'_>,
+    resource: &ResourceInfo,
+) -> Result<Response<Body>, ApiError> {
     let mut object = request.object_body()?;
     let namespace = &request.info.namespace;
     check_body_identity(resource, namespace, &mut object)?;
-    admission::admit_create(request.state, request.user, resource, namespace, &mut object).await?;
-    patch::track_update(None, &mut object, &type_ref(resource), &request.manager(), &objects::now(), None);
-    let created = rest::create(request.state, resource, namespace, object, &request.write_options()?).await?;
+    admission::admit_create(
+        request.state,
+        request.user,
+        resource,
+        namespace,
+        &mut object,
+    )
+    .await?;
+    patch::track_update(
+        None,
+        &mut object,
+        &type_ref(resource),
+        &request.manager(),
+        &objects::now(),
+        None,
+    );
+    let created = rest::create(
+        request.state,
+        resource,
+        namespace,
+        object,
+        &request.write_options()?,
+    )
+    .await?;
     render_one(request, resource, created, StatusCode::CREATED)
 }
 
-async fn update(request: &ResourceRequest<'_>, at: ObjectRef<'_>, subresource: &str) -> Result<Response<Body>, ApiError> {
+async fn update(
+    request: &ResourceRequest<'_>,
+    at: ObjectRef<'_>,
+    subresource: &str,
+) -> Result<Response<Body>, ApiError> {
     let mut object = request.object_body()?;
     check_body_identity(at.resource, at.namespace, &mut object)?;
     let body_name = objects::name(&object);
@@ -215,7 +296,14 @@ async fn update(request: &ResourceRequest<'_>, at: ObjectRef<'_>, subresource: &
             }
             let mut wanted = object.clone();
             admission::admit_update(request.user, at.resource, &mut wanted, current, subresource)?;
-            patch::track_update(Some(current), &mut wanted, &type_ref(at.resource), &manager, &objects::now(), subresource_opt(subresource));
+            patch::track_update(
+                Some(current),
+                &mut wanted,
+                &type_ref(at.resource),
+                &manager,
+                &objects::now(),
+                subresource_opt(subresource),
+            );
             Ok(Some(wanted))
         },
         subresource,
@@ -247,16 +335,24 @@ fn patch_type(headers: &HeaderMap) -> Result<PatchType, ApiError> {
     }
 }
 
-async fn patch(request: &ResourceRequest<'_>, at: ObjectRef<'_>, subresource: &str) -> Result<Response<Body>, ApiError> {
+async fn patch(
+    request: &ResourceRequest<'_>,
+    at: ObjectRef<'_>,
+    subresource: &str,
+) -> Result<Response<Body>, ApiError> {
     let kind = patch_type(request.headers)?;
     let types = type_ref(at.resource);
     if kind == PatchType::Strategic && !patch::supports_strategic_merge(&types) {
-        return Err(ApiError::unsupported_media_type("application/strategic-merge-patch+json"));
+        return Err(ApiError::unsupported_media_type(
+            "application/strategic-merge-patch+json",
+        ));
     }
     let document = body::decode_object(&body::content_type(request.headers), &request.body)?;
     let manager = request.manager();
     if kind == PatchType::Apply && request.query.field_manager().is_none() {
-        return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"));
+        return Err(ApiError::bad_request(
+            "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests",
+        ));
     }
     let options = request.write_options()?;
     if kind == PatchType::Apply {
@@ -278,19 +374,36 @@ async fn patch(request: &ResourceRequest<'_>, at: ObjectRef<'_>, subresource: &s
             let mut wanted = match kind {
                 PatchType::Json => patch::json_patch(current, &document).map_err(patch_error)?,
                 PatchType::Merge => patch::merge_patch(current, &document).map_err(patch_error)?,
-                PatchType::Strategic => patch::strategic_merge_patch(current, &document, &types).map_err(patch_error)?,
+                PatchType::Strategic => {
+                    patch::strategic_merge_patch(current, &document, &types).map_err(patch_error)?
+                }
                 PatchType::Apply => {
-                    let apply = patch::ApplyOptions { manager: &manager, force, now: &now, subresource: subresource_opt(subresource) };
-                    patch::server_side_apply(Some(current), &document, &types, &apply).map_err(|e| apply_error(e, at))?
+                    let apply = patch::ApplyOptions {
+                        manager: &manager,
+                        force,
+                        now: &now,
+                        subresource: subresource_opt(subresource),
+                    };
+                    patch::server_side_apply(Some(current), &document, &types, &apply)
+                        .map_err(|e| apply_error(e, at))?
                 }
             };
             check_body_identity(at.resource, at.namespace, &mut wanted)?;
             if objects::name(&wanted) != at.name {
-                return Err(ApiError::bad_request("a patch may not change metadata.name"));
+                return Err(ApiError::bad_request(
+                    "a patch may not change metadata.name",
+                ));
             }
             admission::admit_update(request.user, at.resource, &mut wanted, current, subresource)?;
             if kind != PatchType::Apply {
-                patch::track_update(Some(current), &mut wanted, &types, &manager, &now, subresource_opt(subresource));
+                patch::track_update(
+                    Some(current),
+                    &mut wanted,
+                    &types,
+                    &manager,
+                    &now,
+                    subresource_opt(subresource),
+                );
             }
             Ok(Some(wanted))
         },
@@ -301,10 +414,21 @@ async fn patch(request: &ResourceRequest<'_>, at: ObjectRef<'_>, subresource: &s
 }
 
 /// Server-side apply of an object that does not exist yet: a create.
-async fn apply_create(request: &ResourceRequest<'_>, at: ObjectRef<'_>, document: &Value, manager: &str) -> Result<Response<Body>, ApiError> {
+async fn apply_create(
+    request: &ResourceRequest<'_>,
+    at: ObjectRef<'_>,
+    document: &Value,
+    manager: &str,
+) -> Result<Response<Body>, ApiError> {
     let now = objects::now();
-    let options = patch::ApplyOptions { manager, force: request.query.force(), now: &now, subresource: None };
-    let mut object = patch::server_side_apply(None, document, &type_ref(at.resource), &options).map_err(|e| apply_error(e, at))?;
+    let options = patch::ApplyOptions {
+        manager,
+        force: request.query.force(),
+        now: &now,
+        subresource: None,
+    };
+    let mut object = patch::server_side_apply(None, document, &type_ref(at.resource), &options)
+        .map_err(|e| apply_error(e, at))?;
     check_body_identity(at.resource, at.namespace, &mut object)?;
     if objects::name(&object) != at.name {
         return Err(ApiError::bad_request(format!(
@@ -313,8 +437,22 @@ async fn apply_create(request: &ResourceRequest<'_>, at: ObjectRef<'_>, document
             at.name
         )));
     }
-    admission::admit_create(request.state, request.user, at.resource, at.namespace, &mut object).await?;
-    let created = rest::create(request.state, at.resource, at.namespace, object, &request.write_options()?).await?;
+    admission::admit_create(
+        request.state,
+        request.user,
+        at.resource,
+        at.namespace,
+        &mut object,
+    )
+    .await?;
+    let created = rest::create(
+        request.state,
+        at.resource,
+        at.namespace,
+        object,
+        &request.write_options()?,
+    )
+    .await?;
     render_one(request, at.resource, created, StatusCode::CREATED)
 }
 
@@ -332,9 +470,17 @@ fn apply_error(error: patch::ApplyError, at: ObjectRef<'_>) -> ApiError {
                 .iter()
                 .map(|c| format!("conflict with \"{}\": {}", c.manager, c.field))
                 .collect();
-            let noun = if conflicts.len() == 1 { "conflict" } else { "conflicts" };
+            let noun = if conflicts.len() == 1 {
+                "conflict"
+            } else {
+                "conflicts"
+            };
             let mut error = ApiError::conflict(&at.target(), "");
-            error.message = format!("Apply failed with {} {noun}: {}", conflicts.len(), lines.join("\n"));
+            error.message = format!(
+                "Apply failed with {} {noun}: {}",
+                conflicts.len(),
+                lines.join("\n")
+            );
             error.causes = conflicts
                 .iter()
                 .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field}))
@@ -349,12 +495,17 @@ fn delete_options(request: &ResourceRequest<'_>) -> Result<DeleteOptions, ApiErr
     let body = if request.body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        Some(body::decode_object(&body::content_type(request.headers), &request.body)?)
+        Some(body::decode_object(
+            &body::content_type(request.headers),
+            &request.body,
+        )?)
     };
     let mut options = DeleteOptions::from_body(body.as_ref())?;
     if let Some(grace) = request.query.get("gracePeriodSeconds") {
         options.grace_period_seconds =
-            Some(grace.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {grace:?}")))?);
+            Some(grace.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid gracePeriodSeconds {grace:?}"))
+            })?);
     }
     if let Some(policy) = request.query.get("propagationPolicy") {
         options.propagation_policy = Some(policy.to_string());
@@ -363,7 +514,10 @@ fn delete_options(request: &ResourceRequest<'_>) -> Result<DeleteOptions, ApiErr
     Ok(options)
 }
 
-async fn delete(request: &ResourceRequest<'_>, at: ObjectRef<'_>) -> Result<Response<Body>, ApiError> {
+async fn delete(
+    request: &ResourceRequest<'_>,
+    at: ObjectRef<'_>,
+) -> Result<Response<Body>, ApiError> {
     let options = delete_options(request)?;
     admission::admit_delete(request.state, request.user, at).await?;
     match rest::delete(request.state, at, &options).await? {
@@ -372,13 +526,28 @@ async fn delete(request: &ResourceRequest<'_>, at: ObjectRef<'_>) -> Result<Resp
     }
 }
 
-async fn delete_collection(request: &ResourceRequest<'_>, resource: &ResourceInfo) -> Result<Response<Body>, ApiError> {
+async fn delete_collection(
+    request: &ResourceRequest<'_>,
+    resource: &ResourceInfo,
+) -> Result<Response<Body>, ApiError> {
     let options = delete_options(request)?;
     let selection = Selection::from_query(resource, request.query)?;
     let filter = |object: &Value| selection.matches(object);
-    let page = rest::list(request.state, resource, &request.info.namespace, &filter, 0, None).await?;
+    let page = rest::list(
+        request.state,
+        resource,
+        &request.info.namespace,
+        &filter,
+        0,
+        None,
+    )
+    .await?;
     for object in &page.items {
-        let at = ObjectRef { resource, namespace: objects::namespace(object), name: objects::name(object) };
+        let at = ObjectRef {
+            resource,
+            namespace: objects::namespace(object),
+            name: objects::name(object),
+        };
         match rest::delete(request.state, at, &options).await {
             Ok(_) => {}
             Err(error) if error.code == 404 => {}
@@ -386,31 +555,50 @@ async fn delete_collection(request: &ResourceRequest<'_>, resource: &ResourceInf
         }
     }
     let target = Target::new(&resource.group, &resource.plural, "");
-    Ok(body::json_response(StatusCode::OK, &success_status(&target)))
+    Ok(body::json_response(
+        StatusCode::OK,
+        &success_status(&target),
+    ))
 }
 
-async fn serve_subresource(request: &ResourceRequest<'_>, resource: &ResourceInfo) -> Result<Response<Body>, ApiError> {
+async fn serve_subresource(
+    request: &ResourceRequest<'_>,
+    resource: &ResourceInfo,
+) -> Result<Response<Body>, ApiError> {
     let info = request.info;
     if !resource.subresources.iter().any(|s| *s == info.subresource) {
         return Err(ApiError::path_not_found(&info.path));
     }
-    let at = ObjectRef { resource, namespace: &info.namespace, name: &info.name };
+    let at = ObjectRef {
+        resource,
+        namespace: &info.namespace,
+        name: &info.name,
+    };
     let subresource = info.subresource.as_str();
     match (subresource, info.verb.as_str()) {
         ("status" | "approval" | "finalize" | "ephemeralcontainers", "get") => {
             let object = rest::get(request.state, at).await?;
             render_one(request, resource, object, StatusCode::OK)
         }
-        ("status" | "approval" | "finalize" | "ephemeralcontainers", "update") => update(request, at, subresource).await,
-        ("status" | "approval" | "ephemeralcontainers", "patch") => patch(request, at, subresource).await,
+        ("status" | "approval" | "finalize" | "ephemeralcontainers", "update") => {
+            update(request, at, subresource).await
+        }
+        ("status" | "approval" | "ephemeralcontainers", "patch") => {
+            patch(request, at, subresource).await
+        }
         ("scale", verb) => super::subresources::scale(request, at, verb).await,
         ("binding", "create") => super::subresources::bind(request, at).await,
         ("eviction", "create") => super::subresources::evict(request, at).await,
-        ("log" | "exec" | "attach" | "portforward" | "proxy", _) => Err(ApiError::unavailable(format!(
-            "{}/{subresource} is not served yet: keel-apiserver does not proxy to kubelets until keel-kubelet serves :10250",
-            resource.plural
-        ))),
-        (_, verb) => Err(ApiError::method_not_allowed(verb, &format!("{}/{subresource}", resource.plural))),
+        ("log" | "exec" | "attach" | "portforward" | "proxy", _) => {
+            Err(ApiError::unavailable(format!(
+                "{}/{subresource} is not served yet: keel-apiserver does not proxy to kubelets until keel-kubelet serves :10250",
+                resource.plural
+            )))
+        }
+        (_, verb) => Err(ApiError::method_not_allowed(
+            verb,
+            &format!("{}/{subresource}", resource.plural),
+        )),
     }
 }
 

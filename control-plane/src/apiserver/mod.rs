@@ -11,6 +11,7 @@ pub mod authz;
 pub mod body;
 pub mod catalog;
 pub mod config;
+pub mod crd;
 pub mod defaults;
 pub mod discovery;
 pub mod field_errors;
@@ -34,7 +35,6 @@ pub mod validation;
 pub mod watch;
 pub mod watch_cache;
 
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -50,7 +50,10 @@ pub enum Error {
     #[error("opening storage: {0}")]
     Storage(#[from] crate::storage::Error),
     #[error("listening on {address}: {source}")]
-    Listen { address: SocketAddr, source: std::io::Error },
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("setting up: {0}")]
     Setup(String),
 }
@@ -75,8 +78,12 @@ pub async fn run(
     };
     let cache = watch_cache::WatchCache::start(store.clone(), shutdown.clone()).await?;
     let address = SocketAddr::new(config.bind_address, config.secure_port);
-    let listener = TcpListener::bind(address).await.map_err(|source| Error::Listen { address, source })?;
-    let address = listener.local_addr().map_err(|source| Error::Listen { address, source })?;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Listen { address, source })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| Error::Listen { address, source })?;
     let mut config = config;
     config.secure_port = address.port();
     let catalog = catalog::Catalog::new(resources::builtin_resources());

@@ -38,11 +38,13 @@ pub async fn serve(
             discovery::api_versions(&address)
         }
         ["apis"] => discovery::api_group_list(resources),
-        ["api", version] => discovery::resource_list(resources, "", version).ok_or_else(|| ApiError::path_not_found(path))?,
-        ["apis", group] => discovery::api_group(resources, group).ok_or_else(|| ApiError::path_not_found(path))?,
-        ["apis", group, version] => {
-            discovery::resource_list(resources, group, version).ok_or_else(|| ApiError::path_not_found(path))?
+        ["api", version] => discovery::resource_list(resources, "", version)
+            .ok_or_else(|| ApiError::path_not_found(path))?,
+        ["apis", group] => {
+            discovery::api_group(resources, group).ok_or_else(|| ApiError::path_not_found(path))?
         }
+        ["apis", group, version] => discovery::resource_list(resources, group, version)
+            .ok_or_else(|| ApiError::path_not_found(path))?,
         _ => return Err(ApiError::path_not_found(path)),
     };
     Ok(body::json_response(StatusCode::OK, &document))
@@ -51,7 +53,13 @@ pub async fn serve(
 /// ok when storage answers.
 async fn health(state: &ApiState) -> Result<Response<Body>, ApiError> {
     match state.store.current_revision().await {
-        Ok(_) => Ok(body::json_bytes(StatusCode::OK, Bytes::from_static(b"ok"), "text/plain; charset=utf-8")),
-        Err(error) => Err(ApiError::unavailable(format!("storage is not answering: {error}"))),
+        Ok(_) => Ok(body::json_bytes(
+            StatusCode::OK,
+            Bytes::from_static(b"ok"),
+            "text/plain; charset=utf-8",
+        )),
+        Err(error) => Err(ApiError::unavailable(format!(
+            "storage is not answering: {error}"
+        ))),
     }
 }

@@ -13,7 +13,11 @@ pub const REGISTRY_PREFIX: &str = "/registry/";
 
 /// `/registry/<group or core>/<plural>/` — the prefix of one resource's objects.
 pub fn resource_prefix(resource: &ResourceInfo) -> String {
-    let group = if resource.group.is_empty() { "core" } else { resource.group.as_str() };
+    let group = if resource.group.is_empty() {
+        "core"
+    } else {
+        resource.group.as_str()
+    };
     format!("{REGISTRY_PREFIX}{group}/{}/", resource.plural)
 }
 
@@ -72,7 +76,10 @@ pub fn metadata_mut(object: &mut Value) -> Option<&mut Map<String, Value>> {
 }
 
 pub fn meta_str<'a>(object: &'a Value, field: &str) -> &'a str {
-    object.pointer(&format!("/metadata/{field}")).and_then(Value::as_str).unwrap_or("")
+    object
+        .pointer(&format!("/metadata/{field}"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 pub fn name(object: &Value) -> &str {
@@ -99,19 +106,28 @@ pub fn resource_version(object: &Value) -> Result<Option<Revision>, ApiError> {
 }
 
 pub fn labels(object: &Value) -> Option<&Map<String, Value>> {
-    object.pointer("/metadata/labels").and_then(Value::as_object)
+    object
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
 }
 
 pub fn finalizers(object: &Value) -> Vec<String> {
     object
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 pub fn is_deleting(object: &Value) -> bool {
-    object.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+    object
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
 }
 
 /// Everything but metadata and status: what a change to bumps `metadata.generation`.
@@ -120,7 +136,9 @@ pub fn spec_part(object: &Value) -> Map<String, Value> {
         .as_object()
         .map(|map| {
             map.iter()
-                .filter(|(key, _)| !matches!(key.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                .filter(|(key, _)| {
+                    !matches!(key.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         })
@@ -169,15 +187,26 @@ mod tests {
 
     #[test]
     fn keys_nest_namespace_under_resource() {
-        assert_eq!(object_key(&pods(), "default", "web"), "/registry/core/pods/default/web");
+        assert_eq!(
+            object_key(&pods(), "default", "web"),
+            "/registry/core/pods/default/web"
+        );
         assert_eq!(collection_prefix(&pods(), ""), "/registry/core/pods/");
-        assert_eq!(collection_prefix(&pods(), "ns1"), "/registry/core/pods/ns1/");
+        assert_eq!(
+            collection_prefix(&pods(), "ns1"),
+            "/registry/core/pods/ns1/"
+        );
     }
 
     #[test]
     fn resource_version_is_not_stored() {
         let object = json!({"metadata": {"name": "a", "resourceVersion": "7"}});
-        let kv = KeyValue { key: "k".into(), value: encode(&object).unwrap_or_default(), create_revision: 3, mod_revision: 9 };
+        let kv = KeyValue {
+            key: "k".into(),
+            value: encode(&object).unwrap_or_default(),
+            create_revision: 3,
+            mod_revision: 9,
+        };
         assert!(!String::from_utf8_lossy(&kv.value).contains("resourceVersion"));
         let decoded = decode(&kv).unwrap_or_default();
         assert_eq!(decoded["metadata"]["resourceVersion"], "9");

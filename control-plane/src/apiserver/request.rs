@@ -35,7 +35,11 @@ impl RequestInfo {
             verb: method.to_ascii_lowercase(),
             ..RequestInfo::default()
         };
-        let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+        let parts: Vec<&str> = path
+            .trim_matches('/')
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .collect();
         let rest: &[&str] = match parts.as_slice() {
             ["api", version, rest @ ..] if !rest.is_empty() => {
                 info.version = version.to_string();
@@ -83,7 +87,12 @@ impl RequestInfo {
             ("PATCH", _) => "patch",
             ("DELETE", false) => "delete",
             ("DELETE", true) => "deletecollection",
-            _ => return RequestInfo { verb: method.to_ascii_lowercase(), ..info },
+            _ => {
+                return RequestInfo {
+                    verb: method.to_ascii_lowercase(),
+                    ..info
+                };
+            }
         }
         .to_string();
         // A watch of one object: GET .../pods?watch=1&fieldSelector=metadata.name=x is a watch.
@@ -116,12 +125,17 @@ impl Query {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.params.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.params
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     fn flag(&self, key: &str) -> bool {
-        matches!(self.params.get(key).map(String::as_str), Some("true" | "1" | ""))
-            && self.params.contains_key(key)
+        matches!(
+            self.params.get(key).map(String::as_str),
+            Some("true" | "1" | "")
+        ) && self.params.contains_key(key)
     }
 
     pub fn is_watch(&self) -> bool {
@@ -202,27 +216,68 @@ mod tests {
     use super::*;
 
     fn parse(method: &str, target: &str) -> RequestInfo {
-        let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
+        let (path, query) = target
+            .split_once('?')
+            .map_or((target, None), |(p, q)| (p, Some(q)));
         RequestInfo::parse(method, path, &Query::parse(query))
     }
 
     #[test]
     fn paths_parse_like_kube() {
         let cases = [
-            ("GET", "/api/v1/namespaces/default/pods", ("list", "", "default", "pods", "", "")),
-            ("GET", "/api/v1/pods?watch=true", ("watch", "", "", "pods", "", "")),
-            ("GET", "/apis/apps/v1/namespaces/ns1/deployments/web/scale", ("get", "apps", "ns1", "deployments", "web", "scale")),
-            ("POST", "/api/v1/namespaces/ns1/pods/web/binding", ("create", "", "ns1", "pods", "web", "binding")),
-            ("GET", "/api/v1/namespaces/ns1", ("get", "", "ns1", "namespaces", "ns1", "")),
-            ("PUT", "/api/v1/namespaces/ns1/finalize", ("update", "", "ns1", "namespaces", "ns1", "finalize")),
-            ("DELETE", "/api/v1/namespaces/ns1/configmaps", ("deletecollection", "", "ns1", "configmaps", "", "")),
-            ("PATCH", "/api/v1/nodes/n1/status", ("patch", "", "", "nodes", "n1", "status")),
+            (
+                "GET",
+                "/api/v1/namespaces/default/pods",
+                ("list", "", "default", "pods", "", ""),
+            ),
+            (
+                "GET",
+                "/api/v1/pods?watch=true",
+                ("watch", "", "", "pods", "", ""),
+            ),
+            (
+                "GET",
+                "/apis/apps/v1/namespaces/ns1/deployments/web/scale",
+                ("get", "apps", "ns1", "deployments", "web", "scale"),
+            ),
+            (
+                "POST",
+                "/api/v1/namespaces/ns1/pods/web/binding",
+                ("create", "", "ns1", "pods", "web", "binding"),
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/ns1",
+                ("get", "", "ns1", "namespaces", "ns1", ""),
+            ),
+            (
+                "PUT",
+                "/api/v1/namespaces/ns1/finalize",
+                ("update", "", "ns1", "namespaces", "ns1", "finalize"),
+            ),
+            (
+                "DELETE",
+                "/api/v1/namespaces/ns1/configmaps",
+                ("deletecollection", "", "ns1", "configmaps", "", ""),
+            ),
+            (
+                "PATCH",
+                "/api/v1/nodes/n1/status",
+                ("patch", "", "", "nodes", "n1", "status"),
+            ),
         ];
         for (method, path, (verb, group, namespace, resource, name, subresource)) in cases {
             let info = parse(method, path);
             assert!(info.is_resource_request, "{path}");
             assert_eq!(
-                (info.verb.as_str(), info.group.as_str(), info.namespace.as_str(), info.resource.as_str(), info.name.as_str(), info.subresource.as_str()),
+                (
+                    info.verb.as_str(),
+                    info.group.as_str(),
+                    info.namespace.as_str(),
+                    info.resource.as_str(),
+                    info.name.as_str(),
+                    info.subresource.as_str()
+                ),
                 (verb, group, namespace, resource, name, subresource),
                 "{method} {path}"
             );
@@ -231,14 +286,24 @@ mod tests {
 
     #[test]
     fn discovery_paths_are_not_resource_requests() {
-        for path in ["/api", "/api/v1", "/apis", "/apis/apps", "/apis/apps/v1", "/version", "/openapi/v3/apis/apps/v1"] {
+        for path in [
+            "/api",
+            "/api/v1",
+            "/apis",
+            "/apis/apps",
+            "/apis/apps/v1",
+            "/version",
+            "/openapi/v3/apis/apps/v1",
+        ] {
             assert!(!parse("GET", path).is_resource_request, "{path}");
         }
     }
 
     #[test]
     fn query_decodes_selectors() {
-        let query = Query::parse(Some("labelSelector=app%3Dweb%2Ctier+in+(a)&limit=500&watch=1"));
+        let query = Query::parse(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+(a)&limit=500&watch=1",
+        ));
         assert_eq!(query.get("labelSelector"), Some("app=web,tier in (a)"));
         assert_eq!(query.limit().ok(), Some(500));
         assert!(query.is_watch());

@@ -44,15 +44,38 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
         namespaced,
         short_names: vec![],
         categories: vec![],
-        verbs: ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"].map(String::from).to_vec(),
+        verbs: [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
+        .map(String::from)
+        .to_vec(),
         subresources: subs.iter().map(|s| s.to_string()).collect(),
     };
     vec![
-        r("", "Namespace", "namespaces", false, &["status", "finalize"]),
+        r(
+            "",
+            "Namespace",
+            "namespaces",
+            false,
+            &["status", "finalize"],
+        ),
         r("", "Pod", "pods", true, &["status", "binding", "eviction"]),
         r("", "Node", "nodes", false, &["status"]),
         r("", "ConfigMap", "configmaps", true, &[]),
         r("", "Service", "services", true, &["status"]),
-        r("apps", "Deployment", "deployments", true, &["status", "scale"]),
+        r(
+            "apps",
+            "Deployment",
+            "deployments",
+            true,
+            &["status", "scale"],
+        ),
     ]
 }

@@ -82,13 +82,26 @@ pub async fn list(
 ) -> Result<ListPage, ApiError> {
     let prefix = collection_prefix(resource, namespace);
     if limit == 0 && continue_token.is_none() {
-        let current = state.store.current_revision().await.map_err(|e| ApiError::from_storage(e, &Target::default()))?;
+        let current = state
+            .store
+            .current_revision()
+            .await
+            .map_err(|e| ApiError::from_storage(e, &Target::default()))?;
         if state.cache.wait_for(current, CACHE_CATCH_UP).await {
             let (items, revision) = state.cache.list(&prefix);
             let items = items.into_iter().filter(|o| filter(o)).collect();
-            return Ok(ListPage { items, revision, continue_token: String::new(), remaining: None });
+            return Ok(ListPage {
+                items,
+                revision,
+                continue_token: String::new(),
+                remaining: None,
+            });
         }
-        tracing::warn!(current, cached = state.cache.revision(), "watch cache behind storage; listing from storage");
+        tracing::warn!(
+            current,
+            cached = state.cache.revision(),
+            "watch cache behind storage; listing from storage"
+        );
     }
     list_pages(state, &prefix, filter, limit, continue_token).await
 }
@@ -132,11 +145,21 @@ async fn list_pages(
         match (page.more, last_key) {
             (true, Some(last)) if full => {
                 let token = encode_continue(&last, page.revision);
-                return Ok(ListPage { items, revision: page.revision, continue_token: token, remaining: None });
+                return Ok(ListPage {
+                    items,
+                    revision: page.revision,
+                    continue_token: token,
+                    remaining: None,
+                });
             }
             (true, Some(last)) => start_after = Some(last),
             _ => {
-                return Ok(ListPage { items, revision: page.revision, continue_token: String::new(), remaining: None });
+                return Ok(ListPage {
+                    items,
+                    revision: page.revision,
+                    continue_token: String::new(),
+                    remaining: None,
+                });
             }
         }
     }
@@ -149,10 +172,18 @@ fn encode_continue(last_key: &str, revision: Revision) -> String {
 
 fn decode_continue(token: &str) -> Result<(String, Revision), ApiError> {
     let invalid = || ApiError::bad_request(format!("invalid continue token {token:?}"));
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| invalid())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    let key = value.get("start").and_then(Value::as_str).ok_or_else(invalid)?;
-    let revision = value.get("rv").and_then(Value::as_i64).ok_or_else(invalid)?;
+    let key = value
+        .get("start")
+        .and_then(Value::as_str)
+        .ok_or_else(invalid)?;
+    let revision = value
+        .get("rv")
+        .and_then(Value::as_i64)
+        .ok_or_else(invalid)?;
     Ok((key.to_string(), revision))
 }
 
@@ -168,7 +199,11 @@ pub async fn create(
     strategy::prepare_for_create(resource, &mut object);
     strategy::default(resource, &mut object);
     let name = objects::name(&object).to_string();
-    let at = ObjectRef { resource, namespace, name: &name };
+    let at = ObjectRef {
+        resource,
+        namespace,
+        name: &name,
+    };
     let errors = strategy::validate(resource, &object, None);
     if !errors.is_empty() {
         return Err(ApiError::invalid(&resource.kind, &at.target(), &errors));
@@ -186,9 +221,17 @@ pub async fn create(
 }
 
 /// Names the object (generateName), and sets what the server owns in a new object's metadata.
-fn prepare_new_metadata(resource: &ResourceInfo, namespace: &str, object: &mut Value) -> Result<(), ApiError> {
-    let meta = objects::metadata_mut(object).ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
-    let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+fn prepare_new_metadata(
+    resource: &ResourceInfo,
+    namespace: &str,
+    object: &mut Value,
+) -> Result<(), ApiError> {
+    let meta = objects::metadata_mut(object)
+        .ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
+    let has_name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
     if !has_name {
         match meta.get("generateName").and_then(Value::as_str) {
             Some(base) if !base.is_empty() => {
@@ -209,8 +252,14 @@ fn prepare_new_metadata(resource: &ResourceInfo, namespace: &str, object: &mut V
             }
         }
     }
-    if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty()) {
-        return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+    if meta
+        .get("resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|rv| !rv.is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "resourceVersion should not be set on objects to be created",
+        ));
     }
     if resource.namespaced {
         meta.insert("namespace".into(), json!(namespace));
@@ -234,15 +283,21 @@ pub async fn update(
 ) -> Result<Value, ApiError> {
     let precondition = objects::resource_version(&object)?;
     let new_object = Arc::new(object);
-    guaranteed_update(state, at, options, move |current| {
-        if let Some(expected) = precondition {
-            let actual = objects::resource_version(current)?;
-            if actual != Some(expected) {
-                return Err(ApiError::stale(&at.target()));
+    guaranteed_update(
+        state,
+        at,
+        options,
+        move |current| {
+            if let Some(expected) = precondition {
+                let actual = objects::resource_version(current)?;
+                if actual != Some(expected) {
+                    return Err(ApiError::stale(&at.target()));
+                }
             }
-        }
-        Ok(Some((*new_object).clone()))
-    }, subresource)
+            Ok(Some((*new_object).clone()))
+        },
+        subresource,
+    )
     .await
 }
 
@@ -278,7 +333,10 @@ where
             return Ok(wanted);
         }
         // An object being deleted whose last finalizer is gone is deleted now.
-        if objects::is_deleting(&wanted) && objects::finalizers(&wanted).is_empty() && deletion_is_due(&wanted) {
+        if objects::is_deleting(&wanted)
+            && objects::finalizers(&wanted).is_empty()
+            && deletion_is_due(&wanted)
+        {
             let deleted = state.store.delete(&at.key(), Some(revision)).await;
             match deleted {
                 Ok(kv) => {
@@ -289,7 +347,11 @@ where
                 Err(error) => return Err(ApiError::from_storage(error, &at.target())),
             }
         }
-        match state.store.update(&at.key(), objects::encode(&wanted)?, revision).await {
+        match state
+            .store
+            .update(&at.key(), objects::encode(&wanted)?, revision)
+            .await
+        {
             Ok(kv) => {
                 objects::set_resource_version(&mut wanted, kv.mod_revision);
                 return Ok(wanted);
@@ -298,7 +360,10 @@ where
             Err(error) => return Err(ApiError::from_storage(error, &at.target())),
         }
     }
-    Err(ApiError::conflict(&at.target(), "too many concurrent updates; try again"))
+    Err(ApiError::conflict(
+        &at.target(),
+        "too many concurrent updates; try again",
+    ))
 }
 
 fn without_rv(object: &Value) -> Value {
@@ -341,12 +406,22 @@ pub struct DeleteOptions {
 
 impl DeleteOptions {
     pub fn from_body(body: Option<&Value>) -> Result<DeleteOptions, ApiError> {
-        let Some(body) = body else { return Ok(DeleteOptions::default()) };
-        let precondition_rv = match body.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
-            Some(rv) => Some(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid precondition resourceVersion {rv:?}")))?),
+        let Some(body) = body else {
+            return Ok(DeleteOptions::default());
+        };
+        let precondition_rv = match body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+        {
+            Some(rv) => Some(rv.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid precondition resourceVersion {rv:?}"))
+            })?),
             None => None,
         };
-        let propagation_policy = body.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
+        let propagation_policy = body
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         if let Some(policy) = &propagation_policy {
             if !matches!(policy.as_str(), "Orphan" | "Background" | "Foreground") {
                 return Err(ApiError::bad_request(format!(
@@ -357,10 +432,17 @@ impl DeleteOptions {
         let orphan = body.get("orphanDependents").and_then(Value::as_bool);
         Ok(DeleteOptions {
             grace_period_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),
-            precondition_uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+            precondition_uid: body
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             precondition_rv,
-            propagation_policy: propagation_policy.or(orphan.map(|o| if o { "Orphan" } else { "Background" }.to_string())),
-            dry_run: body.get("dryRun").and_then(Value::as_array).is_some_and(|d| d.iter().any(|v| v == "All")),
+            propagation_policy: propagation_policy
+                .or(orphan.map(|o| if o { "Orphan" } else { "Background" }.to_string())),
+            dry_run: body
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|d| d.iter().any(|v| v == "All")),
         })
     }
 }
@@ -375,7 +457,11 @@ pub enum Deleted {
 
 /// Deletes one object: immediately, or by marking it (deletionTimestamp) when finalizers or a
 /// pod's grace period must run first.
-pub async fn delete(state: &ApiState, at: ObjectRef<'_>, options: &DeleteOptions) -> Result<Deleted, ApiError> {
+pub async fn delete(
+    state: &ApiState,
+    at: ObjectRef<'_>,
+    options: &DeleteOptions,
+) -> Result<Deleted, ApiError> {
     for _ in 0..UPDATE_RETRIES {
         let current = get(state, at).await?;
         check_preconditions(at, &current, options)?;
@@ -400,7 +486,11 @@ pub async fn delete(state: &ApiState, at: ObjectRef<'_>, options: &DeleteOptions
                     return Ok(Deleted::Marked(marked));
                 }
                 let mut marked = marked;
-                match state.store.update(&at.key(), objects::encode(&marked)?, revision).await {
+                match state
+                    .store
+                    .update(&at.key(), objects::encode(&marked)?, revision)
+                    .await
+                {
                     Ok(kv) => {
                         objects::set_resource_version(&mut marked, kv.mod_revision);
                         return Ok(Deleted::Marked(marked));
@@ -411,15 +501,25 @@ pub async fn delete(state: &ApiState, at: ObjectRef<'_>, options: &DeleteOptions
             }
         }
     }
-    Err(ApiError::conflict(&at.target(), "too many concurrent updates; try again"))
+    Err(ApiError::conflict(
+        &at.target(),
+        "too many concurrent updates; try again",
+    ))
 }
 
-fn check_preconditions(at: ObjectRef<'_>, current: &Value, options: &DeleteOptions) -> Result<(), ApiError> {
+fn check_preconditions(
+    at: ObjectRef<'_>,
+    current: &Value,
+    options: &DeleteOptions,
+) -> Result<(), ApiError> {
     if let Some(uid) = &options.precondition_uid {
         if objects::uid(current) != uid {
             return Err(ApiError::conflict(
                 &at.target(),
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", objects::uid(current)),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    objects::uid(current)
+                ),
             ));
         }
     }
@@ -428,7 +528,9 @@ fn check_preconditions(at: ObjectRef<'_>, current: &Value, options: &DeleteOptio
         if actual != rv {
             return Err(ApiError::conflict(
                 &at.target(),
-                &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"),
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                ),
             ));
         }
     }
@@ -442,7 +544,11 @@ enum DeletionPlan {
 
 /// Decides between deleting now and marking: finalizers (including those the propagation
 /// policy adds) and graceful pod termination keep the object, with a deletionTimestamp.
-fn deletion_plan(resource: &ResourceInfo, current: &Value, options: &DeleteOptions) -> DeletionPlan {
+fn deletion_plan(
+    resource: &ResourceInfo,
+    current: &Value,
+    options: &DeleteOptions,
+) -> DeletionPlan {
     let mut finalizers = objects::finalizers(current);
     let policy_finalizer = match options.propagation_policy.as_deref() {
         Some("Orphan") => Some("orphan"),
@@ -455,7 +561,11 @@ fn deletion_plan(resource: &ResourceInfo, current: &Value, options: &DeleteOptio
         .pointer("/spec/finalizers")
         .and_then(Value::as_array)
         .is_some_and(|f| !f.is_empty());
-    if finalizers.is_empty() && policy_finalizer.is_none() && grace == 0 && !(is_namespace && namespace_finalizers) {
+    if finalizers.is_empty()
+        && policy_finalizer.is_none()
+        && grace == 0
+        && !(is_namespace && namespace_finalizers)
+    {
         return DeletionPlan::Now;
     }
     let mut marked = current.clone();
@@ -465,15 +575,22 @@ fn deletion_plan(resource: &ResourceInfo, current: &Value, options: &DeleteOptio
         }
     }
     let now = chrono::Utc::now();
-    let Some(meta) = objects::metadata_mut(&mut marked) else { return DeletionPlan::Now };
+    let Some(meta) = objects::metadata_mut(&mut marked) else {
+        return DeletionPlan::Now;
+    };
     if !finalizers.is_empty() {
         meta.insert("finalizers".into(), json!(finalizers));
     }
-    let existing_grace = meta.get("deletionGracePeriodSeconds").and_then(Value::as_i64);
+    let existing_grace = meta
+        .get("deletionGracePeriodSeconds")
+        .and_then(Value::as_i64);
     let shorter = existing_grace.is_none_or(|existing| grace < existing);
     if !meta.contains_key("deletionTimestamp") || shorter {
         let deadline = now + chrono::Duration::seconds(grace);
-        meta.insert("deletionTimestamp".into(), json!(objects::timestamp(deadline)));
+        meta.insert(
+            "deletionTimestamp".into(),
+            json!(objects::timestamp(deadline)),
+        );
         meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
         let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
         meta.insert("generation".into(), json!(generation + 1));
@@ -490,14 +607,23 @@ fn pod_grace_period(resource: &ResourceInfo, pod: &Value, options: &DeleteOption
     if !(resource.group.is_empty() && resource.kind == "Pod") {
         return 0;
     }
-    let bound = pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let bound = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if !bound || matches!(phase, "Succeeded" | "Failed") {
         return 0;
     }
     let requested = options
         .grace_period_seconds
-        .or_else(|| pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
         .unwrap_or(30);
     // kube turns a negative request into 1 second, and 0 means "now".
     requested.max(0)

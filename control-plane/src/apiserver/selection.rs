@@ -20,17 +20,25 @@ pub struct Selection {
 
 impl Selection {
     pub fn from_query(resource: &ResourceInfo, query: &Query) -> Result<Selection, ApiError> {
-        let labels = match query.get("labelSelector") {
-            Some(text) => Some(LabelSelector::parse(text).map_err(|e| {
-                ApiError::bad_request(format!("unable to parse requirement: {e}"))
-            })?),
-            None => None,
-        };
+        let labels =
+            match query.get("labelSelector") {
+                Some(text) => Some(LabelSelector::parse(text).map_err(|e| {
+                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                })?),
+                None => None,
+            };
         let fields = match query.get("fieldSelector") {
-            Some(text) => Some(FieldSelector::parse(&resource.kind, text).map_err(|e| ApiError::bad_request(e.to_string()))?),
+            Some(text) => Some(
+                FieldSelector::parse(&resource.kind, text)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            ),
             None => None,
         };
-        Ok(Selection { labels, fields, name: None })
+        Ok(Selection {
+            labels,
+            fields,
+            name: None,
+        })
     }
 
     /// Narrows the selection to the object called `name`.
@@ -40,22 +48,39 @@ impl Selection {
     }
 
     pub fn matches(&self, object: &Value) -> bool {
-        let labels_ok = self
-            .labels
-            .as_ref()
-            .is_none_or(|selector| selector.matches(object.pointer("/metadata/labels").and_then(Value::as_object)));
-        let name_ok = self.name.as_deref().is_none_or(|name| super::objects::name(object) == name);
-        name_ok && labels_ok && self.fields.as_ref().is_none_or(|selector| selector.matches(object))
+        let labels_ok = self.labels.as_ref().is_none_or(|selector| {
+            selector.matches(
+                object
+                    .pointer("/metadata/labels")
+                    .and_then(Value::as_object),
+            )
+        });
+        let name_ok = self
+            .name
+            .as_deref()
+            .is_none_or(|name| super::objects::name(object) == name);
+        name_ok
+            && labels_ok
+            && self
+                .fields
+                .as_ref()
+                .is_none_or(|selector| selector.matches(object))
     }
 }
 
 /// A metav1.LabelSelector object rendered in the query-string syntax (`app=web,tier in (a,b)`).
 pub fn selector_string(selector: &Value) -> String {
-    LabelSelector::from_object(selector).map(|s| s.to_string()).unwrap_or_default()
+    LabelSelector::from_object(selector)
+        .map(|s| s.to_string())
+        .unwrap_or_default()
 }
 
 /// Whether a metav1.LabelSelector object selects these labels (an invalid selector is a 400).
-pub fn label_selector_matches(selector: &Value, labels: Option<&Map<String, Value>>) -> Result<bool, ApiError> {
-    let selector = LabelSelector::from_object(selector).map_err(|e| ApiError::bad_request(e.to_string()))?;
+pub fn label_selector_matches(
+    selector: &Value,
+    labels: Option<&Map<String, Value>>,
+) -> Result<bool, ApiError> {
+    let selector =
+        LabelSelector::from_object(selector).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(selector.matches(labels))
 }

@@ -70,7 +70,11 @@ async fn serve_connection<I>(
     let service = service_fn(move |request| {
         let state = state.clone();
         let cert_user = cert_user.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(&state, cert_user.as_ref().as_ref(), request).await) }
+        async move {
+            Ok::<_, std::convert::Infallible>(
+                route(&state, cert_user.as_ref().as_ref(), request).await,
+            )
+        }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let connection = builder.serve_connection_with_upgrades(io, service);
@@ -86,7 +90,11 @@ async fn serve_connection<I>(
 }
 
 /// Authenticates, authorizes and answers one request.
-async fn route(state: &Arc<ApiState>, cert_user: Option<&UserInfo>, request: Request<Incoming>) -> Response<Body> {
+async fn route(
+    state: &Arc<ApiState>,
+    cert_user: Option<&UserInfo>,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
@@ -98,7 +106,11 @@ async fn route(state: &Arc<ApiState>, cert_user: Option<&UserInfo>, request: Req
     response
 }
 
-async fn answer(state: &Arc<ApiState>, cert_user: Option<&UserInfo>, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn answer(
+    state: &Arc<ApiState>,
+    cert_user: Option<&UserInfo>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let (parts, incoming) = request.into_parts();
     let query = Query::parse(parts.uri.query());
     let info = RequestInfo::parse(parts.method.as_str(), parts.uri.path(), &query);
@@ -109,5 +121,13 @@ async fn answer(state: &Arc<ApiState>, cert_user: Option<&UserInfo>, request: Re
         return nonresource::serve(state, &info, &parts.headers, &user, bytes).await;
     }
     let bytes = body::read_limited(incoming, state.config.max_request_body_bytes).await?;
-    handlers::serve(ResourceRequest { state, info: &info, query: &query, headers: &parts.headers, body: bytes, user: &user }).await
+    handlers::serve(ResourceRequest {
+        state,
+        info: &info,
+        query: &query,
+        headers: &parts.headers,
+        body: bytes,
+        user: &user,
+    })
+    .await
 }

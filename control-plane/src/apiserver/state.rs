@@ -17,12 +17,20 @@ pub struct ApiState {
 
 impl ApiState {
     pub fn new(store: Store, cache: WatchCache, config: Config, catalog: Catalog) -> ApiState {
-        ApiState { store, cache, config, catalog: RwLock::new(Arc::new(catalog)) }
+        ApiState {
+            store,
+            cache,
+            config,
+            catalog: RwLock::new(Arc::new(catalog)),
+        }
     }
 
     /// The resources served now.
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Swaps in a new catalog (after a CRD change).

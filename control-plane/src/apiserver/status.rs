@@ -18,7 +18,11 @@ pub struct Target {
 
 impl Target {
     pub fn new(group: &str, resource: &str, name: &str) -> Self {
-        Target { group: group.to_string(), resource: resource.to_string(), name: name.to_string() }
+        Target {
+            group: group.to_string(),
+            resource: resource.to_string(),
+            name: name.to_string(),
+        }
     }
 
     /// "pods" or "deployments.apps": how kube names a resource in messages.
@@ -65,12 +69,20 @@ impl ApiError {
     }
 
     pub fn not_found(target: &Target) -> Self {
-        let message = format!("{} \"{}\" not found", target.qualified_resource(), target.name);
+        let message = format!(
+            "{} \"{}\" not found",
+            target.qualified_resource(),
+            target.name
+        );
         Self::new(404, "NotFound", message).with_target(target)
     }
 
     pub fn already_exists(target: &Target) -> Self {
-        let message = format!("{} \"{}\" already exists", target.qualified_resource(), target.name);
+        let message = format!(
+            "{} \"{}\" already exists",
+            target.qualified_resource(),
+            target.name
+        );
         Self::new(409, "AlreadyExists", message).with_target(target)
     }
 
@@ -144,7 +156,11 @@ impl ApiError {
     }
 
     pub fn path_not_found(path: &str) -> Self {
-        let mut error = Self::new(404, "NotFound", "the server could not find the requested resource");
+        let mut error = Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
         error.causes = vec![json!({"message": path})];
         error
     }
@@ -165,7 +181,9 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {content_type:?}"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {content_type:?}"
+            ),
         )
     }
 
@@ -175,7 +193,11 @@ impl ApiError {
     }
 
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("the request body is larger than the limit of {limit} bytes"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
     }
 
     pub fn too_many_requests(message: impl Into<String>) -> Self {
@@ -185,7 +207,11 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
@@ -206,7 +232,10 @@ impl ApiError {
             storage::Error::NotFound { .. } => Self::not_found(target),
             storage::Error::AlreadyExists { .. } => Self::already_exists(target),
             storage::Error::Conflict { .. } => Self::stale(target),
-            storage::Error::Compacted { requested, compacted } => Self::gone(format!(
+            storage::Error::Compacted {
+                requested,
+                compacted,
+            } => Self::gone(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             storage::Error::FutureRevision { requested, current } => Self::timeout(format!(
@@ -282,13 +311,27 @@ mod tests {
 
     #[test]
     fn invalid_lists_field_causes() {
-        let errors = vec![FieldError::new(FieldErrorKind::Required, "spec.containers[0].image", None, "")];
+        let errors = vec![FieldError::new(
+            FieldErrorKind::Required,
+            "spec.containers[0].image",
+            None,
+            "",
+        )];
         let error = ApiError::invalid("Pod", &Target::new("", "pods", "web"), &errors);
-        assert_eq!(error.message, "Pod \"web\" is invalid: spec.containers[0].image: Required value");
+        assert_eq!(
+            error.message,
+            "Pod \"web\" is invalid: spec.containers[0].image: Required value"
+        );
         let status = error.to_status();
         assert_eq!(status["details"]["kind"], "Pod");
-        assert_eq!(status["details"]["causes"][0]["field"], "spec.containers[0].image");
-        assert_eq!(status["details"]["causes"][0]["reason"], "FieldValueRequired");
+        assert_eq!(
+            status["details"]["causes"][0]["field"],
+            "spec.containers[0].image"
+        );
+        assert_eq!(
+            status["details"]["causes"][0]["reason"],
+            "FieldValueRequired"
+        );
         assert_eq!(status["details"]["causes"][0]["message"], "Required value");
     }
 }

@@ -59,7 +59,12 @@ pub fn prepare_for_create(resource: &ResourceInfo, object: &mut Value) {
 
 /// Carries over from `old` what a write of `subresource` ("" for the main resource) may not
 /// change, and bumps the generation when the spec changed.
-pub fn prepare_for_update(resource: &ResourceInfo, new: &mut Value, old: &Value, subresource: &str) {
+pub fn prepare_for_update(
+    resource: &ResourceInfo,
+    new: &mut Value,
+    old: &Value,
+    subresource: &str,
+) {
     match subresource {
         "status" => {
             let status = new.get("status").cloned();
@@ -90,11 +95,25 @@ pub fn prepare_for_update(resource: &ResourceInfo, new: &mut Value, old: &Value,
         },
         _ => {}
     }
-    let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-    let generation = if objects::spec_part(new) != objects::spec_part(old) { generation + 1 } else { generation };
-    let Some(meta) = objects::metadata_mut(new) else { return };
+    let generation = old
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let generation = if objects::spec_part(new) != objects::spec_part(old) {
+        generation + 1
+    } else {
+        generation
+    };
+    let Some(meta) = objects::metadata_mut(new) else {
+        return;
+    };
     meta.insert("generation".into(), json!(generation));
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         match old.pointer(&format!("/metadata/{field}")) {
             Some(value) => meta.insert(field.into(), value.clone()),
             None => meta.remove(field),
@@ -109,5 +128,11 @@ pub fn default(resource: &ResourceInfo, object: &mut Value) {
 
 /// The field errors of a create (`old` None) or update.
 pub fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    validation::validate(&resource.group, &resource.version, &resource.kind, object, old)
+    validation::validate(
+        &resource.group,
+        &resource.version,
+        &resource.kind,
+        object,
+        old,
+    )
 }

@@ -14,7 +14,11 @@ use super::selection::selector_string;
 use super::status::{ApiError, Target, success_status};
 
 /// GET/PUT/PATCH of `<workload>/scale`.
-pub async fn scale(request: &ResourceRequest<'_>, at: ObjectRef<'_>, verb: &str) -> Result<Response<Body>, ApiError> {
+pub async fn scale(
+    request: &ResourceRequest<'_>,
+    at: ObjectRef<'_>,
+    verb: &str,
+) -> Result<Response<Body>, ApiError> {
     let object = match verb {
         "get" => rest::get(request.state, at).await?,
         "update" | "patch" => {
@@ -29,13 +33,17 @@ pub async fn scale(request: &ResourceRequest<'_>, at: ObjectRef<'_>, verb: &str)
                     let scale = scale_of(current);
                     let wanted_scale = match (verb, content_type.as_str()) {
                         ("update", _) => document.clone(),
-                        (_, "application/json-patch+json") => patch::json_patch(&scale, &document).map_err(bad_patch)?,
+                        (_, "application/json-patch+json") => {
+                            patch::json_patch(&scale, &document).map_err(bad_patch)?
+                        }
                         _ => patch::merge_patch(&scale, &document).map_err(bad_patch)?,
                     };
                     let replicas = wanted_scale
                         .pointer("/spec/replicas")
                         .and_then(Value::as_i64)
-                        .ok_or_else(|| ApiError::bad_request("Scale: spec.replicas must be an integer"))?;
+                        .ok_or_else(|| {
+                            ApiError::bad_request("Scale: spec.replicas must be an integer")
+                        })?;
                     if replicas < 0 {
                         return Err(ApiError::invalid(
                             "Scale",
@@ -91,7 +99,10 @@ fn bad_patch(error: patch::PatchError) -> ApiError {
 }
 
 /// POST pods/NAME/binding: assigns the pod to `target.name` once, as the scheduler does.
-pub async fn bind(request: &ResourceRequest<'_>, at: ObjectRef<'_>) -> Result<Response<Body>, ApiError> {
+pub async fn bind(
+    request: &ResourceRequest<'_>,
+    at: ObjectRef<'_>,
+) -> Result<Response<Body>, ApiError> {
     let binding = request_body(request)?;
     let node = binding
         .pointer("/target/name")
@@ -99,9 +110,14 @@ pub async fn bind(request: &ResourceRequest<'_>, at: ObjectRef<'_>) -> Result<Re
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::bad_request("Binding: target.name (the node) is required"))?
         .to_string();
-    let target_kind = binding.pointer("/target/kind").and_then(Value::as_str).unwrap_or("Node");
+    let target_kind = binding
+        .pointer("/target/kind")
+        .and_then(Value::as_str)
+        .unwrap_or("Node");
     if !target_kind.is_empty() && target_kind != "Node" {
-        return Err(ApiError::bad_request(format!("Binding: target.kind must be Node, not {target_kind:?}")));
+        return Err(ApiError::bad_request(format!(
+            "Binding: target.kind must be Node, not {target_kind:?}"
+        )));
     }
     let options = request_write_options(request)?;
     rest::guaranteed_update(
@@ -128,7 +144,10 @@ pub async fn bind(request: &ResourceRequest<'_>, at: ObjectRef<'_>) -> Result<Re
     )
     .await?;
     let target = Target::new("", "pods/binding", at.name);
-    Ok(body::json_response(StatusCode::CREATED, &success_status(&target)))
+    Ok(body::json_response(
+        StatusCode::CREATED,
+        &success_status(&target),
+    ))
 }
 
 /// Replaces (by type) or adds a condition in status.conditions.
@@ -144,7 +163,10 @@ fn set_condition(object: &mut Value, condition: Value) {
 }
 
 /// POST pods/NAME/eviction: deletes the pod unless a PodDisruptionBudget forbids it (429).
-pub async fn evict(request: &ResourceRequest<'_>, at: ObjectRef<'_>) -> Result<Response<Body>, ApiError> {
+pub async fn evict(
+    request: &ResourceRequest<'_>,
+    at: ObjectRef<'_>,
+) -> Result<Response<Body>, ApiError> {
     let eviction = request_body(request)?;
     let options = delete_options_of(eviction.get("deleteOptions"))?;
     let pod = rest::get(request.state, at).await?;
@@ -152,29 +174,50 @@ pub async fn evict(request: &ResourceRequest<'_>, at: ObjectRef<'_>) -> Result<R
         let mut error = ApiError::too_many_requests(format!(
             "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {budget} needs more healthy pods"
         ));
-        error.causes = vec![json!({"reason": "DisruptionBudget", "message": format!("The disruption budget {budget} is still being processed by the server or does not allow disruptions")})];
+        error.causes = vec![
+            json!({"reason": "DisruptionBudget", "message": format!("The disruption budget {budget} is still being processed by the server or does not allow disruptions")}),
+        ];
         return Err(error);
     }
     match rest::delete(request.state, at, &options).await? {
         Deleted::Gone(_) | Deleted::Marked(_) => {
             let target = Target::new("policy", "pods/eviction", at.name);
-            Ok(body::json_response(StatusCode::CREATED, &success_status(&target)))
+            Ok(body::json_response(
+                StatusCode::CREATED,
+                &success_status(&target),
+            ))
         }
     }
 }
 
 /// The name of a PodDisruptionBudget that selects `pod` and allows no disruption now.
-async fn blocking_budget(request: &ResourceRequest<'_>, pod: &Value) -> Result<Option<String>, ApiError> {
+async fn blocking_budget(
+    request: &ResourceRequest<'_>,
+    pod: &Value,
+) -> Result<Option<String>, ApiError> {
     let catalog = request.state.catalog();
     let Some(budgets) = catalog.lookup("policy", "v1", "poddisruptionbudgets") else {
         return Ok(None);
     };
     let all = |_: &Value| true;
-    let page = rest::list(request.state, budgets, objects::namespace(pod), &all, 0, None).await?;
+    let page = rest::list(
+        request.state,
+        budgets,
+        objects::namespace(pod),
+        &all,
+        0,
+        None,
+    )
+    .await?;
     for budget in &page.items {
-        let Some(selector) = budget.pointer("/spec/selector") else { continue };
+        let Some(selector) = budget.pointer("/spec/selector") else {
+            continue;
+        };
         let selects = super::selection::label_selector_matches(selector, objects::labels(pod))?;
-        let allowed = budget.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
+        let allowed = budget
+            .pointer("/status/disruptionsAllowed")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if selects && allowed <= 0 {
             return Ok(Some(objects::name(budget).to_string()));
         }

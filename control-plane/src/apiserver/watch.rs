@@ -61,7 +61,13 @@ pub async fn serve(
     let initial_events_end = query.send_initial_events() && from.is_none();
     let prefix = collection_prefix(resource, &info.namespace);
     let (out, lines) = mpsc::channel(WATCHER_BUFFER);
-    let mut watcher = Watcher { resource: resource.clone(), selection, wanted, out, last_sent: from.unwrap_or(0) };
+    let mut watcher = Watcher {
+        resource: resource.clone(),
+        selection,
+        wanted,
+        out,
+        last_sent: from.unwrap_or(0),
+    };
     match state.cache.subscribe(&prefix, from) {
         Ok(subscription) => {
             let cache = state.cache.clone();
@@ -80,7 +86,15 @@ pub async fn serve(
                     }
                 }
                 watcher.last_sent = watcher.last_sent.max(subscription.after);
-                watcher.follow(subscription.live, subscription.after, &cache, bookmarks, timeout).await;
+                watcher
+                    .follow(
+                        subscription.live,
+                        subscription.after,
+                        &cache,
+                        bookmarks,
+                        timeout,
+                    )
+                    .await;
             });
         }
         Err(CacheError::TooOld { requested, oldest }) => {
@@ -88,17 +102,23 @@ pub async fn serve(
             let line = event_line("ERROR", &error.to_status());
             let _ = watcher.out.try_send(line);
         }
-        Err(CacheError::Storage(error)) => return Err(ApiError::from_storage(error, &Default::default())),
+        Err(CacheError::Storage(error)) => {
+            return Err(ApiError::from_storage(error, &Default::default()));
+        }
     }
     let stream = ReceiverStream::new(lines).map(|line| Ok::<_, Infallible>(Frame::data(line)));
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     *response.status_mut() = StatusCode::OK;
-    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }
 
 fn event_line(event_type: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+    let mut line =
+        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -145,7 +165,10 @@ impl Watcher {
     /// Sends one event as this watcher's selection sees it; false when the client is gone.
     async fn send_event(&mut self, event: &CachedEvent) -> bool {
         let now_matches = self.selection.matches(&event.object);
-        let before_matches = event.prev.as_ref().is_some_and(|prev| self.selection.matches(prev));
+        let before_matches = event
+            .prev
+            .as_ref()
+            .is_some_and(|prev| self.selection.matches(prev));
         let event_type = match event.event_type {
             EventType::Modified if now_matches && before_matches => EventType::Modified,
             EventType::Modified if now_matches => EventType::Added,
@@ -154,7 +177,11 @@ impl Watcher {
             _ => return true,
         };
         let line = if self.wanted == Wanted::Table {
-            let table = super::table::to_table(&self.resource, std::slice::from_ref(&*event.object), json!({}));
+            let table = super::table::to_table(
+                &self.resource,
+                std::slice::from_ref(&*event.object),
+                json!({}),
+            );
             event_line(event_type.as_str(), &table)
         } else if event_type == event.event_type {
             event.wire_json().clone()

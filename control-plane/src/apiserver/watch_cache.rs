@@ -62,8 +62,21 @@ pub struct CachedEvent {
 }
 
 impl CachedEvent {
-    fn new(event_type: EventType, key: String, object: Arc<Value>, prev: Option<Arc<Value>>, revision: Revision) -> Self {
-        CachedEvent { event_type, key, object, prev, revision, wire: OnceLock::new() }
+    fn new(
+        event_type: EventType,
+        key: String,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+        revision: Revision,
+    ) -> Self {
+        CachedEvent {
+            event_type,
+            key,
+            object,
+            prev,
+            revision,
+            wire: OnceLock::new(),
+        }
     }
 
     /// The watch event as one JSON line: `{"type":"ADDED","object":{...}}\n`, built once.
@@ -90,7 +103,10 @@ pub struct Subscription {
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("too old resource version: {requested} ({oldest})")]
-    TooOld { requested: Revision, oldest: Revision },
+    TooOld {
+        requested: Revision,
+        oldest: Revision,
+    },
     #[error(transparent)]
     Storage(#[from] storage::Error),
 }
@@ -117,12 +133,26 @@ pub struct WatchCache {
 
 impl WatchCache {
     /// Lists the whole store and starts the feeder, which runs until `cancel`.
-    pub async fn start(store: Store, cancel: CancellationToken) -> Result<WatchCache, storage::Error> {
+    pub async fn start(
+        store: Store,
+        cancel: CancellationToken,
+    ) -> Result<WatchCache, storage::Error> {
         let (objects, revision) = load(&store).await?;
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
-        let state = State { objects, history: VecDeque::new(), history_floor: revision, revision, events };
+        let state = State {
+            objects,
+            history: VecDeque::new(),
+            history_floor: revision,
+            revision,
+            events,
+        };
         let (progress, _) = watch::channel(revision);
-        let cache = WatchCache { inner: Arc::new(Inner { state: RwLock::new(state), progress }) };
+        let cache = WatchCache {
+            inner: Arc::new(Inner {
+                state: RwLock::new(state),
+                progress,
+            }),
+        };
         tokio::spawn(cache.clone().feed(store, cancel));
         Ok(cache)
     }
@@ -158,7 +188,11 @@ impl WatchCache {
 
     /// Starts a watch of `prefix`. `from` None: the current objects as ADDED events, then changes.
     /// `from` Some(rv): every change after rv (410 when rv is older than the kept history).
-    pub fn subscribe(&self, prefix: &str, from: Option<Revision>) -> Result<Subscription, CacheError> {
+    pub fn subscribe(
+        &self,
+        prefix: &str,
+        from: Option<Revision>,
+    ) -> Result<Subscription, CacheError> {
         let state = self.read();
         let live = state.events.subscribe();
         let initial = match from {
@@ -167,28 +201,55 @@ impl WatchCache {
                 .range(prefix.to_string()..)
                 .take_while(|(key, _)| key.starts_with(prefix))
                 .map(|(key, object)| {
-                    let revision = objects::resource_version(object).ok().flatten().unwrap_or(0);
-                    Arc::new(CachedEvent::new(EventType::Added, key.clone(), object.clone(), None, revision))
+                    let revision = objects::resource_version(object)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0);
+                    Arc::new(CachedEvent::new(
+                        EventType::Added,
+                        key.clone(),
+                        object.clone(),
+                        None,
+                        revision,
+                    ))
                 })
                 .collect(),
             Some(requested) if requested < state.history_floor => {
-                return Err(CacheError::TooOld { requested, oldest: state.history_floor });
+                return Err(CacheError::TooOld {
+                    requested,
+                    oldest: state.history_floor,
+                });
             }
             Some(requested) => {
                 let start = state.history.partition_point(|e| e.revision <= requested);
-                state.history.range(start..).filter(|e| e.key.starts_with(prefix)).cloned().collect()
+                state
+                    .history
+                    .range(start..)
+                    .filter(|e| e.key.starts_with(prefix))
+                    .cloned()
+                    .collect()
             }
         };
         let after = from.map_or(state.revision, |requested| requested.max(state.revision));
-        Ok(Subscription { initial, live, after })
+        Ok(Subscription {
+            initial,
+            live,
+            after,
+        })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.inner.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.inner.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn feed(self, store: Store, cancel: CancellationToken) {
@@ -252,7 +313,13 @@ impl WatchCache {
             (EventKind::Put, None) => EventType::Added,
             (EventKind::Put, Some(_)) => EventType::Modified,
         };
-        let cached = Arc::new(CachedEvent::new(event_type, event.kv.key, object, prev, revision));
+        let cached = Arc::new(CachedEvent::new(
+            event_type,
+            event.kv.key,
+            object,
+            prev,
+            revision,
+        ));
         if state.history.len() == HISTORY_CAPACITY {
             if let Some(dropped) = state.history.pop_front() {
                 state.history_floor = dropped.revision;
@@ -286,7 +353,9 @@ async fn load(store: &Store) -> Result<(BTreeMap<String, Arc<Value>>, Revision),
             Ok(object) => {
                 objects.insert(kv.key.clone(), Arc::new(object));
             }
-            Err(error) => tracing::error!(key = %kv.key, %error, "undecodable object in storage; skipped"),
+            Err(error) => {
+                tracing::error!(key = %kv.key, %error, "undecodable object in storage; skipped")
+            }
         }
     }
     Ok((objects, listed.revision))

@@ -47,13 +47,21 @@ fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&flags.log_level))
         .with_context(|| format!("--log-level {:?}", flags.log_level))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let (first, last) = flags
         .service_node_port_range
         .split_once('-')
         .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
         .filter(|(a, b)| a <= b)
-        .with_context(|| format!("--service-node-port-range {:?}: want FIRST-LAST", flags.service_node_port_range))?;
+        .with_context(|| {
+            format!(
+                "--service-node-port-range {:?}: want FIRST-LAST",
+                flags.service_node_port_range
+            )
+        })?;
     let mut config = Config::new(flags.data_dir);
     config.bind_address = flags.bind_address;
     config.secure_port = flags.secure_port;
@@ -61,7 +69,10 @@ fn main() -> anyhow::Result<()> {
     config.etcd_prefix = flags.etcd_prefix;
     config.service_cluster_ip_range = flags.service_cluster_ip_range;
     config.service_node_port_range = first..=last;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let on_signal = shutdown.clone();
@@ -69,14 +80,19 @@ fn main() -> anyhow::Result<()> {
             shutdown_signal().await;
             on_signal.cancel();
         });
-        apiserver::run(config, shutdown, None).await.context("keel-apiserver")
+        apiserver::run(config, shutdown, None)
+            .await
+            .context("keel-apiserver")
     })
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         std::future::pending::<()>().await;
         return;
     };
