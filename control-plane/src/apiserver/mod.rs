@@ -8,14 +8,17 @@
 pub mod admission;
 pub mod authn;
 pub mod authz;
+pub mod bootstrap;
 pub mod body;
 pub mod catalog;
+pub mod compaction;
 pub mod config;
 pub mod crd;
 pub mod defaults;
 pub mod discovery;
 pub mod field_errors;
 pub mod handlers;
+pub mod namespace_lifecycle;
 pub mod nonresource;
 pub mod objects;
 pub mod patch;
@@ -87,7 +90,11 @@ pub async fn run(
     let mut config = config;
     config.secure_port = address.port();
     let catalog = catalog::Catalog::new(resources::builtin_resources());
-    let state = Arc::new(state::ApiState::new(store, cache, config, catalog));
+    let compaction_interval = config.compaction_interval;
+    let state = Arc::new(state::ApiState::new(store.clone(), cache, config, catalog));
+    bootstrap::ensure_system_namespaces(&state).await.map_err(|e| Error::Setup(e.to_string()))?;
+    tokio::spawn(compaction::run(store, compaction_interval, shutdown.clone()));
+    tokio::spawn(namespace_lifecycle::run(state.clone(), shutdown.clone()));
     tracing::info!(%address, "keel-apiserver serving");
     if let Some(ready) = ready {
         let _ = ready.send(Serving { address });

@@ -333,10 +333,7 @@ where
             return Ok(wanted);
         }
         // An object being deleted whose last finalizer is gone is deleted now.
-        if objects::is_deleting(&wanted)
-            && objects::finalizers(&wanted).is_empty()
-            && deletion_is_due(&wanted)
-        {
+        if ready_to_delete(&wanted) {
             let deleted = state.store.delete(&at.key(), Some(revision)).await;
             match deleted {
                 Ok(kv) => {
@@ -382,6 +379,14 @@ fn prepare_update_metadata(at: ObjectRef<'_>, object: &mut Value) {
         }
         meta.insert("name".into(), json!(at.name));
     }
+}
+
+/// An object marked for deletion whose finalizers are all gone (for a namespace, also those of
+/// spec.finalizers) and whose grace period is over is deleted by the write that clears them.
+fn ready_to_delete(object: &Value) -> bool {
+    let spec_finalizers = object.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
+        && object.get("kind").and_then(Value::as_str) == Some("Namespace");
+    objects::is_deleting(object) && objects::finalizers(object).is_empty() && !spec_finalizers && deletion_is_due(object)
 }
 
 /// True when an object marked for deletion has no grace period left to wait for (graceful
