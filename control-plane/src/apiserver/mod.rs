@@ -2,3 +2,8 @@
 
 pub mod field_errors;
 pub mod resources;
+pub mod allocator;
+pub mod cron;
+pub mod names;
+pub mod quantity;
+pub mod selectors;
