@@ -7,3 +7,4 @@ pub mod cron;
 pub mod names;
 pub mod quantity;
 pub mod selectors;
+pub mod defaults;
