@@ -208,7 +208,9 @@ impl ClusterIpAllocator {
             return None;
         }
         let offset = ip_to_u128(ip).checked_sub(self.base)?;
-        usize::try_from(offset).ok().filter(|&o| o < self.bitmap.size)
+        usize::try_from(offset)
+            .ok()
+            .filter(|&o| o < self.bitmap.size)
     }
 }
 
@@ -338,7 +340,9 @@ mod tests {
         assert!(!seen.contains(&ip("10.0.0.0")) && !seen.contains(&ip("10.0.0.7")));
         assert_eq!(small.allocate_next(), Err(AllocError::Full));
         assert_eq!(AllocError::Full.to_string(), "range is full");
-        small.allocate_specific(ip("10.0.0.1")).expect("kubernetes ip");
+        small
+            .allocate_specific(ip("10.0.0.1"))
+            .expect("kubernetes ip");
         a.allocate_specific(ip("10.96.0.1")).expect("kubernetes ip");
     }
 

@@ -31,12 +31,37 @@ struct FieldSpec {
     names_start: u32,
 }
 
-const MINUTE: FieldSpec = FieldSpec { min: 0, max: 59, names: &[], names_start: 0 };
-const HOUR: FieldSpec = FieldSpec { min: 0, max: 23, names: &[], names_start: 0 };
-const DAY_OF_MONTH: FieldSpec = FieldSpec { min: 1, max: 31, names: &[], names_start: 0 };
-const MONTH: FieldSpec = FieldSpec { min: 1, max: 12, names: MONTH_NAMES, names_start: 1 };
+const MINUTE: FieldSpec = FieldSpec {
+    min: 0,
+    max: 59,
+    names: &[],
+    names_start: 0,
+};
+const HOUR: FieldSpec = FieldSpec {
+    min: 0,
+    max: 23,
+    names: &[],
+    names_start: 0,
+};
+const DAY_OF_MONTH: FieldSpec = FieldSpec {
+    min: 1,
+    max: 31,
+    names: &[],
+    names_start: 0,
+};
+const MONTH: FieldSpec = FieldSpec {
+    min: 1,
+    max: 12,
+    names: MONTH_NAMES,
+    names_start: 1,
+};
 /// 7 is accepted as Sunday.
-const DAY_OF_WEEK: FieldSpec = FieldSpec { min: 0, max: 7, names: DAY_NAMES, names_start: 0 };
+const DAY_OF_WEEK: FieldSpec = FieldSpec {
+    min: 0,
+    max: 7,
+    names: DAY_NAMES,
+    names_start: 0,
+};
 
 /// A parsed schedule: one bit per allowed value of each field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,7 +168,9 @@ fn check_range(
         )));
     }
     if step == Some(0) {
-        return Err(CronError(format!("step of range should be a positive number: {part}")));
+        return Err(CronError(format!(
+            "step of range should be a positive number: {part}"
+        )));
     }
     Ok(())
 }
@@ -158,7 +185,9 @@ fn parse_value(text: &str, spec: &FieldSpec) -> Result<u32, CronError> {
 
 fn parse_number(text: &str, what: &str) -> Result<u32, CronError> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.len() > 4 {
-        return Err(CronError(format!("failed to parse int from {text}: invalid {what}")));
+        return Err(CronError(format!(
+            "failed to parse int from {text}: invalid {what}"
+        )));
     }
     text.parse()
         .map_err(|_| CronError(format!("failed to parse int from {text}: invalid {what}")))
@@ -223,7 +252,9 @@ mod tests {
     use chrono::TimeZone;
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).single().expect("valid time")
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .single()
+            .expect("valid time")
     }
 
     fn next(schedule: &str, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -256,7 +287,10 @@ mod tests {
 
     #[test]
     fn strictly_after_and_impossible_dates() {
-        assert_eq!(next("0 0 * * *", at(2024, 3, 1, 0, 0)), Some(at(2024, 3, 2, 0, 0)));
+        assert_eq!(
+            next("0 0 * * *", at(2024, 3, 1, 0, 0)),
+            Some(at(2024, 3, 2, 0, 0))
+        );
         assert_eq!(next("0 0 30 2 *", at(2024, 1, 1, 0, 0)), None);
     }
 
@@ -266,8 +300,14 @@ mod tests {
             ("* * *", "expected exactly 5 fields, found 3: * * *"),
             ("60 * * * *", "end of range (60) above maximum (59): 60"),
             ("* * 0 * *", "beginning of range (0) below minimum (1): 0"),
-            ("5-1 * * * *", "beginning of range (5) beyond end of range (1): 5-1"),
-            ("*/0 * * * *", "step of range should be a positive number: */0"),
+            (
+                "5-1 * * * *",
+                "beginning of range (5) beyond end of range (1): 5-1",
+            ),
+            (
+                "*/0 * * * *",
+                "step of range should be a positive number: */0",
+            ),
             ("x * * * *", "failed to parse int from x: invalid value"),
             ("@fortnightly", "unrecognized descriptor: @fortnightly"),
         ];

@@ -3,7 +3,7 @@
 //! yaml` shows what it shows against kube. Idempotent, and never overwrites a value the user set.
 
 use base64::Engine;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::quantity::parse_quantity;
 
@@ -29,8 +29,16 @@ const DEFAULTERS: &[(&str, &str, Defaulter)] = &[
     ("batch", "CronJob", default_cron_job),
     ("discovery.k8s.io", "EndpointSlice", default_endpoint_slice),
     ("scheduling.k8s.io", "PriorityClass", default_priority_class),
-    ("rbac.authorization.k8s.io", "RoleBinding", default_role_binding),
-    ("rbac.authorization.k8s.io", "ClusterRoleBinding", default_role_binding),
+    (
+        "rbac.authorization.k8s.io",
+        "RoleBinding",
+        default_role_binding,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "ClusterRoleBinding",
+        default_role_binding,
+    ),
     ("networking.k8s.io", "NetworkPolicy", default_network_policy),
 ];
 
@@ -72,7 +80,10 @@ fn existing<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Ma
 /// Each object element of the array under `key`.
 fn each_item(map: &mut Map<String, Value>, key: &str, mut f: impl FnMut(&mut Map<String, Value>)) {
     if let Some(items) = map.get_mut(key).and_then(Value::as_array_mut) {
-        items.iter_mut().filter_map(Value::as_object_mut).for_each(&mut f);
+        items
+            .iter_mut()
+            .filter_map(Value::as_object_mut)
+            .for_each(&mut f);
     }
 }
 
@@ -82,7 +93,10 @@ fn str_of<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
 
 // ---- Pods -----------------------------------------------------------------------------------
 
-const POD_SPEC_DEFAULTS: &[(&str, fn() -> Value)] = &[
+/// A field and the value it defaults to (built on use: `Value` has no const constructor).
+type FieldDefault = (&'static str, fn() -> Value);
+
+const POD_SPEC_DEFAULTS: &[FieldDefault] = &[
     ("restartPolicy", || json!("Always")),
     ("dnsPolicy", || json!("ClusterFirst")),
     ("terminationGracePeriodSeconds", || json!(30)),
@@ -91,14 +105,14 @@ const POD_SPEC_DEFAULTS: &[(&str, fn() -> Value)] = &[
 ];
 
 /// Defaults of a Pod object only (admission and SetDefaults_Pod), not of templates.
-const POD_ONLY_SPEC_DEFAULTS: &[(&str, fn() -> Value)] = &[
+const POD_ONLY_SPEC_DEFAULTS: &[FieldDefault] = &[
     ("enableServiceLinks", || json!(true)),
     ("serviceAccountName", || json!("default")),
     ("priority", || json!(0)),
     ("preemptionPolicy", || json!("PreemptLowerPriority")),
 ];
 
-const CONTAINER_DEFAULTS: &[(&str, fn() -> Value)] = &[
+const CONTAINER_DEFAULTS: &[FieldDefault] = &[
     ("terminationMessagePath", || json!("/dev/termination-log")),
     ("terminationMessagePolicy", || json!("File")),
     ("resources", || json!({})),
@@ -114,8 +128,10 @@ const PROBE_DEFAULTS: &[(&str, i64)] = &[
 const CONTAINER_LISTS: &[&str] = &["initContainers", "containers", "ephemeralContainers"];
 
 /// Taints every Pod tolerates for 300s unless it says otherwise (DefaultTolerationSeconds).
-const DEFAULT_TOLERATED_TAINTS: &[&str] =
-    &["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
+const DEFAULT_TOLERATED_TAINTS: &[&str] = &[
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+];
 const DEFAULT_TOLERATION_SECONDS: i64 = 300;
 
 /// Volume sources with a file mode that defaults to 0644.
@@ -188,10 +204,8 @@ fn default_container(container: &mut Map<String, Value>, host_network: bool) {
     }
     each_item(container, "ports", |port| {
         set_default(port, "protocol", json!("TCP"));
-        if host_network {
-            if let Some(container_port) = port.get("containerPort").cloned() {
-                set_default(port, "hostPort", container_port);
-            }
+        if host_network && let Some(container_port) = port.get("containerPort").cloned() {
+            set_default(port, "hostPort", container_port);
         }
     });
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
@@ -291,7 +305,12 @@ fn default_tolerations(spec: &mut Map<String, Value>) {
 }
 
 fn tolerates_no_execute(toleration: &Value, taint: &str) -> bool {
-    let field = |k: &str| toleration.get(k).and_then(Value::as_str).unwrap_or_default();
+    let field = |k: &str| {
+        toleration
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
     (field("key") == taint || field("key").is_empty())
         && (field("effect") == "NoExecute" || field("effect").is_empty())
 }
@@ -307,8 +326,12 @@ pub fn qos_class(spec: &Map<String, Value>) -> &'static str {
     let mut any_set = false;
     let mut guaranteed = !containers.is_empty();
     for container in containers {
-        let requests = container.pointer("/resources/requests").and_then(Value::as_object);
-        let limits = container.pointer("/resources/limits").and_then(Value::as_object);
+        let requests = container
+            .pointer("/resources/requests")
+            .and_then(Value::as_object);
+        let limits = container
+            .pointer("/resources/limits")
+            .and_then(Value::as_object);
         for resource in ["cpu", "memory"] {
             let request = requests.and_then(|r| r.get(resource)).and_then(quantity_of);
             let limit = limits.and_then(|l| l.get(resource)).and_then(quantity_of);
@@ -344,11 +367,11 @@ fn default_deployment(obj: &mut Map<String, Value>) {
         set_default(spec, "progressDeadlineSeconds", json!(600));
         if let Some(strategy) = child(spec, "strategy") {
             set_default(strategy, "type", json!("RollingUpdate"));
-            if str_of(strategy, "type") == "RollingUpdate" {
-                if let Some(rolling) = child(strategy, "rollingUpdate") {
-                    set_default(rolling, "maxUnavailable", json!("25%"));
-                    set_default(rolling, "maxSurge", json!("25%"));
-                }
+            if str_of(strategy, "type") == "RollingUpdate"
+                && let Some(rolling) = child(strategy, "rollingUpdate")
+            {
+                set_default(rolling, "maxUnavailable", json!("25%"));
+                set_default(rolling, "maxSurge", json!("25%"));
             }
         }
     }
@@ -384,10 +407,10 @@ fn default_stateful_set(obj: &mut Map<String, Value>) {
         set_default(spec, "revisionHistoryLimit", json!(10));
         if let Some(strategy) = child(spec, "updateStrategy") {
             set_default(strategy, "type", json!("RollingUpdate"));
-            if str_of(strategy, "type") == "RollingUpdate" {
-                if let Some(rolling) = child(strategy, "rollingUpdate") {
-                    set_default(rolling, "partition", json!(0));
-                }
+            if str_of(strategy, "type") == "RollingUpdate"
+                && let Some(rolling) = child(strategy, "rollingUpdate")
+            {
+                set_default(rolling, "partition", json!(0));
             }
         }
         if let Some(retention) = child(spec, "persistentVolumeClaimRetentionPolicy") {
@@ -404,11 +427,11 @@ fn default_daemon_set(obj: &mut Map<String, Value>) {
         set_default(spec, "revisionHistoryLimit", json!(10));
         if let Some(strategy) = child(spec, "updateStrategy") {
             set_default(strategy, "type", json!("RollingUpdate"));
-            if str_of(strategy, "type") == "RollingUpdate" {
-                if let Some(rolling) = child(strategy, "rollingUpdate") {
-                    set_default(rolling, "maxUnavailable", json!(1));
-                    set_default(rolling, "maxSurge", json!(0));
-                }
+            if str_of(strategy, "type") == "RollingUpdate"
+                && let Some(rolling) = child(strategy, "rollingUpdate")
+            {
+                set_default(rolling, "maxUnavailable", json!(1));
+                set_default(rolling, "maxSurge", json!(0));
             }
         }
     }
@@ -425,14 +448,25 @@ fn default_job(obj: &mut Map<String, Value>) {
 fn default_job_spec(spec: &mut Map<String, Value>) {
     set_default(spec, "completionMode", json!("NonIndexed"));
     let unset = |spec: &Map<String, Value>, key: &str| spec.get(key).is_none_or(Value::is_null);
-    if unset(spec, "completions") && unset(spec, "parallelism") && str_of(spec, "completionMode") == "NonIndexed" {
+    if unset(spec, "completions")
+        && unset(spec, "parallelism")
+        && str_of(spec, "completionMode") == "NonIndexed"
+    {
         spec.insert("completions".to_string(), json!(1));
     }
     set_default(spec, "parallelism", json!(1));
-    let backoff = if unset(spec, "backoffLimitPerIndex") { json!(6) } else { json!(i32::MAX) };
+    let backoff = if unset(spec, "backoffLimitPerIndex") {
+        json!(6)
+    } else {
+        json!(i32::MAX)
+    };
     set_default(spec, "backoffLimit", backoff);
     set_default(spec, "suspend", json!(false));
-    let replacement = if unset(spec, "podFailurePolicy") { "TerminatingOrFailed" } else { "Failed" };
+    let replacement = if unset(spec, "podFailurePolicy") {
+        "TerminatingOrFailed"
+    } else {
+        "Failed"
+    };
     set_default(spec, "podReplacementPolicy", json!(replacement));
 }
 
@@ -454,10 +488,10 @@ pub fn generate_job_selector(obj: &mut Value, uid: &str) {
     if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
         return;
     }
-    if let Some(selector) = child(spec, "selector") {
-        if selector.is_empty() {
-            selector.insert("matchLabels".to_string(), json!({ JOB_UID_LABELS[0]: uid }));
-        }
+    if let Some(selector) = child(spec, "selector")
+        && selector.is_empty()
+    {
+        selector.insert("matchLabels".to_string(), json!({ JOB_UID_LABELS[0]: uid }));
     }
     let labels = child(spec, "template")
         .and_then(|t| child(t, "metadata"))
@@ -498,8 +532,7 @@ fn default_service(obj: &mut Map<String, Value>) {
         }
     });
     if str_of(spec, "sessionAffinity") == "ClientIP" {
-        let config = child(spec, "sessionAffinityConfig")
-            .and_then(|c| child(c, "clientIP"));
+        let config = child(spec, "sessionAffinityConfig").and_then(|c| child(c, "clientIP"));
         if let Some(client_ip) = config {
             set_default(client_ip, "timeoutSeconds", json!(10800));
         }
@@ -509,7 +542,11 @@ fn default_service(obj: &mut Map<String, Value>) {
     }
     set_default(spec, "internalTrafficPolicy", json!("Cluster"));
     set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
-    let family = if str_of(spec, "clusterIP").contains(':') { "IPv6" } else { "IPv4" };
+    let family = if str_of(spec, "clusterIP").contains(':') {
+        "IPv6"
+    } else {
+        "IPv4"
+    };
     set_default(spec, "ipFamilies", json!([family]));
     if service_type == "NodePort" || service_type == "LoadBalancer" {
         set_default(spec, "externalTrafficPolicy", json!("Cluster"));
@@ -526,18 +563,31 @@ pub fn carry_over_service_allocations(new: &mut Value, old: &Value) {
     let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    for key in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "healthCheckNodePort"] {
+    for key in [
+        "clusterIP",
+        "clusterIPs",
+        "ipFamilies",
+        "ipFamilyPolicy",
+        "healthCheckNodePort",
+    ] {
         let empty = spec.get(key).is_none_or(|v| v.is_null() || v == "");
         if let (true, Some(old_value)) = (empty, old.pointer(&format!("/spec/{key}"))) {
             spec.insert(key.to_string(), old_value.clone());
         }
     }
-    let old_ports = old.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+    let old_ports = old
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     each_item(spec, "ports", |port| {
         let matching = old_ports.iter().find(|p| {
             p.get("port") == port.get("port")
                 && p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
-                    == port.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
+                    == port
+                        .get("protocol")
+                        .and_then(Value::as_str)
+                        .unwrap_or("TCP")
         });
         if let Some(node_port) = matching.and_then(|p| p.get("nodePort")) {
             set_default(port, "nodePort", node_port.clone());
@@ -547,7 +597,9 @@ pub fn carry_over_service_allocations(new: &mut Value, old: &Value) {
 
 fn default_endpoints(obj: &mut Map<String, Value>) {
     each_item(obj, "subsets", |subset| {
-        each_item(subset, "ports", |port| set_default(port, "protocol", json!("TCP")));
+        each_item(subset, "ports", |port| {
+            set_default(port, "protocol", json!("TCP"))
+        });
     });
 }
 
@@ -564,11 +616,20 @@ fn default_network_policy(obj: &mut Map<String, Value>) {
     };
     for rules in ["ingress", "egress"] {
         each_item(spec, rules, |rule| {
-            each_item(rule, "ports", |port| set_default(port, "protocol", json!("TCP")));
+            each_item(rule, "ports", |port| {
+                set_default(port, "protocol", json!("TCP"))
+            });
         });
     }
-    let has_egress = spec.get("egress").and_then(Value::as_array).is_some_and(|e| !e.is_empty());
-    let types = if has_egress { json!(["Ingress", "Egress"]) } else { json!(["Ingress"]) };
+    let has_egress = spec
+        .get("egress")
+        .and_then(Value::as_array)
+        .is_some_and(|e| !e.is_empty());
+    let types = if has_egress {
+        json!(["Ingress", "Egress"])
+    } else {
+        json!(["Ingress"])
+    };
     set_default(spec, "policyTypes", types);
 }
 

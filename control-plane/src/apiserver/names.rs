@@ -15,8 +15,7 @@ const QUALIFIED_NAME_PART_MESSAGE: &str = "name part must consist of alphanumeri
 const QUALIFIED_NAME_MESSAGE: &str = "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')";
 const LABEL_VALUE_MESSAGE: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 const CONFIG_KEY_MESSAGE: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
-const ENV_VAR_NAME_MESSAGE: &str =
-    "a valid environment variable name must consist only of printable ASCII characters other than '='";
+const ENV_VAR_NAME_MESSAGE: &str = "a valid environment variable name must consist only of printable ASCII characters other than '='";
 
 fn too_long(max: usize) -> String {
     format!("must be no more than {max} characters")
@@ -74,7 +73,8 @@ fn is_alnum(c: char) -> bool {
 fn is_qualified_name_part(s: &str) -> bool {
     s.starts_with(is_alnum)
         && s.ends_with(is_alnum)
-        && s.chars().all(|c| is_alnum(c) || matches!(c, '-' | '_' | '.'))
+        && s.chars()
+            .all(|c| is_alnum(c) || matches!(c, '-' | '_' | '.'))
 }
 
 /// Label and annotation keys: `[prefix/]name`, prefix a DNS subdomain, name ≤ 63.
@@ -173,7 +173,9 @@ pub fn validate_port_name(s: &str) -> Vec<String> {
         errors.push(too_long(PORT_NAME_MAX));
     }
     if !s.chars().all(|c| is_lower_alnum(c) || c == '-') {
-        errors.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
+        errors.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
+        );
     }
     if s.contains("--") {
         errors.push("must not contain consecutive hyphens".to_string());
@@ -232,8 +234,14 @@ mod tests {
 
     #[test]
     fn messages() {
-        assert_eq!(validate_dns1123_label(&"a".repeat(64)), vec!["must be no more than 63 characters".to_string()]);
-        assert_eq!(validate_qualified_name("a/b/c"), vec![QUALIFIED_NAME_MESSAGE.to_string()]);
+        assert_eq!(
+            validate_dns1123_label(&"a".repeat(64)),
+            vec!["must be no more than 63 characters".to_string()]
+        );
+        assert_eq!(
+            validate_qualified_name("a/b/c"),
+            vec![QUALIFIED_NAME_MESSAGE.to_string()]
+        );
         assert_eq!(
             validate_qualified_name("Bad_/x"),
             vec![format!("prefix part {DNS1123_SUBDOMAIN_MESSAGE}")]

@@ -79,11 +79,7 @@ impl Quantity {
 
 fn div_ceil(n: i128, d: i128) -> i128 {
     let q = n / d;
-    if n % d > 0 {
-        q + 1
-    } else {
-        q
-    }
+    if n % d > 0 { q + 1 } else { q }
 }
 
 fn saturate(n: i128) -> i64 {
@@ -251,7 +247,9 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "abc", "1x", "1.2.3", "m", "1Gib", "1e", "--1", "1 Gi", "1e99"] {
+        for bad in [
+            "", "abc", "1x", "1.2.3", "m", "1Gib", "1e", "--1", "1 Gi", "1e99",
+        ] {
             assert_eq!(parse_quantity(bad), Err(QuantityError), "{bad}");
         }
         assert_eq!(QuantityError.to_string(), QUANTITY_SYNTAX);

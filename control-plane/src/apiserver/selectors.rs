@@ -109,7 +109,7 @@ impl LabelSelector {
                     return Err(parse_error(format!(
                         "found '{}', expected: ',' or 'end of string'",
                         other.text()
-                    )))
+                    )));
                 }
             }
         }
@@ -161,17 +161,32 @@ const EXPRESSION_OPERATORS: &[(&str, LabelOperator, bool)] = &[
 ];
 
 fn expression_requirement(expression: &Value) -> Result<Requirement, SelectorError> {
-    let key = expression.get("key").and_then(Value::as_str).unwrap_or_default();
-    let operator = expression.get("operator").and_then(Value::as_str).unwrap_or_default();
+    let key = expression
+        .get("key")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let operator = expression
+        .get("operator")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let values: Vec<String> = expression
         .get("values")
         .and_then(Value::as_array)
-        .map(|vs| vs.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|vs| {
+            vs.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let &(_, op, takes_values) = EXPRESSION_OPERATORS
         .iter()
         .find(|(name, _, _)| *name == operator)
-        .ok_or_else(|| SelectorError(format!("{operator:?} is not a valid label selector operator")))?;
+        .ok_or_else(|| {
+            SelectorError(format!(
+                "{operator:?} is not a valid label selector operator"
+            ))
+        })?;
     if takes_values && values.is_empty() {
         return Err(SelectorError(
             "for 'in', 'notin' operators, values set can't be empty".to_string(),
@@ -326,7 +341,7 @@ impl LabelParser {
                 return Err(parse_error(format!(
                     "found '{}', expected: !, identifier, or 'end of string'",
                     other.text()
-                )))
+                )));
             }
             None => return Err(parse_error("found '', expected: identifier".to_string())),
         };
@@ -335,7 +350,7 @@ impl LabelParser {
         }
         let operator = match self.peek() {
             None | Some(Token::Comma) => {
-                return Ok(requirement(key, LabelOperator::Exists, Vec::new()))
+                return Ok(requirement(key, LabelOperator::Exists, Vec::new()));
             }
             Some(_) => self.operator()?,
         };
@@ -408,7 +423,7 @@ impl LabelParser {
                     return Err(parse_error(format!(
                         "found '{}', expected: ',', ')' or identifier",
                         other.as_ref().map(Token::text).unwrap_or_default()
-                    )))
+                    )));
                 }
             }
         }
@@ -444,7 +459,11 @@ struct SelectableField {
     missing: &'static str,
 }
 
-const fn field(label: &'static str, pointer: &'static str, missing: &'static str) -> SelectableField {
+const fn field(
+    label: &'static str,
+    pointer: &'static str,
+    missing: &'static str,
+) -> SelectableField {
     SelectableField {
         label,
         pointer,
@@ -473,8 +492,16 @@ const EVENT_FIELDS: &[SelectableField] = &[
     field("involvedObject.namespace", "/involvedObject/namespace", ""),
     field("involvedObject.name", "/involvedObject/name", ""),
     field("involvedObject.uid", "/involvedObject/uid", ""),
-    field("involvedObject.apiVersion", "/involvedObject/apiVersion", ""),
-    field("involvedObject.resourceVersion", "/involvedObject/resourceVersion", ""),
+    field(
+        "involvedObject.apiVersion",
+        "/involvedObject/apiVersion",
+        "",
+    ),
+    field(
+        "involvedObject.resourceVersion",
+        "/involvedObject/resourceVersion",
+        "",
+    ),
     field("involvedObject.fieldPath", "/involvedObject/fieldPath", ""),
     field("reason", "/reason", ""),
     field("reportingComponent", "/reportingComponent", ""),
@@ -483,7 +510,8 @@ const EVENT_FIELDS: &[SelectableField] = &[
 ];
 
 const SECRET_FIELDS: &[SelectableField] = &[field("type", "/type", "")];
-const NODE_FIELDS: &[SelectableField] = &[field("spec.unschedulable", "/spec/unschedulable", "false")];
+const NODE_FIELDS: &[SelectableField] =
+    &[field("spec.unschedulable", "/spec/unschedulable", "false")];
 const NAMESPACE_FIELDS: &[SelectableField] = &[field("status.phase", "/status/phase", "")];
 const REPLICAS_FIELDS: &[SelectableField] = &[field("status.replicas", "/status/replicas", "0")];
 const JOB_FIELDS: &[SelectableField] = &[field("status.successful", "/status/succeeded", "0")];
@@ -504,7 +532,11 @@ const KIND_FIELDS: &[(&str, &str, &[SelectableField])] = &[
     ("", "ReplicationController", REPLICAS_FIELDS),
     ("apps", "ReplicaSet", REPLICAS_FIELDS),
     ("batch", "Job", JOB_FIELDS),
-    ("certificates.k8s.io", "CertificateSigningRequest", CSR_FIELDS),
+    (
+        "certificates.k8s.io",
+        "CertificateSigningRequest",
+        CSR_FIELDS,
+    ),
 ];
 
 fn kind_fields(group: &str, kind: &str) -> &'static [SelectableField] {
@@ -555,7 +587,10 @@ impl FieldSelector {
             .iter()
             .find(|r| selectable_field(group, kind, &r.field).is_none())
         {
-            Some(r) => Err(SelectorError(format!("field label not supported: {}", r.field))),
+            Some(r) => Err(SelectorError(format!(
+                "field label not supported: {}",
+                r.field
+            ))),
             None => Ok(()),
         }
     }
@@ -706,10 +741,22 @@ mod tests {
     #[test]
     fn label_selector_errors() {
         let cases: &[(&str, &str)] = &[
-            ("app in web", "unable to parse requirement: found '', expected: '('"),
-            ("=x", "unable to parse requirement: found '=', expected: !, identifier, or 'end of string'"),
-            ("a b", "unable to parse requirement: found 'b', expected: '=', '!=', '==', 'in', notin'"),
-            ("app=web)", "unable to parse requirement: found ')', expected: ',' or 'end of string'"),
+            (
+                "app in web",
+                "unable to parse requirement: found '', expected: '('",
+            ),
+            (
+                "=x",
+                "unable to parse requirement: found '=', expected: !, identifier, or 'end of string'",
+            ),
+            (
+                "a b",
+                "unable to parse requirement: found 'b', expected: '=', '!=', '==', 'in', notin'",
+            ),
+            (
+                "app=web)",
+                "unable to parse requirement: found ')', expected: ',' or 'end of string'",
+            ),
         ];
         for (text, message) in cases {
             assert_eq!(
@@ -718,8 +765,14 @@ mod tests {
                 "{text}"
             );
         }
-        let bad_value = LabelSelector::parse("app=a/b").expect_err("bad value").to_string();
-        assert!(bad_value.starts_with("unable to parse requirement: values[0][app]: Invalid value: \"a/b\""), "{bad_value}");
+        let bad_value = LabelSelector::parse("app=a/b")
+            .expect_err("bad value")
+            .to_string();
+        assert!(
+            bad_value
+                .starts_with("unable to parse requirement: values[0][app]: Invalid value: \"a/b\""),
+            "{bad_value}"
+        );
         assert!(LabelSelector::parse("-bad=x").is_err());
     }
 
@@ -734,15 +787,32 @@ mod tests {
         }))
         .expect("valid");
         assert!(selector.matches(Some(&labels(json!({"app": "web", "tier": "back"})))));
-        assert!(!selector.matches(Some(&labels(json!({"app": "web", "tier": "back", "legacy": "y"})))));
-        assert!(!LabelSelector::from_metav1(&Value::Null).expect("nil").matches(None));
-        assert!(LabelSelector::from_metav1(&json!({})).expect("empty").matches(None));
-        let bad = LabelSelector::from_metav1(&json!({"matchExpressions": [{"key": "a", "operator": "Equals"}]}));
+        assert!(!selector.matches(Some(&labels(
+            json!({"app": "web", "tier": "back", "legacy": "y"})
+        ))));
+        assert!(
+            !LabelSelector::from_metav1(&Value::Null)
+                .expect("nil")
+                .matches(None)
+        );
+        assert!(
+            LabelSelector::from_metav1(&json!({}))
+                .expect("empty")
+                .matches(None)
+        );
+        let bad = LabelSelector::from_metav1(
+            &json!({"matchExpressions": [{"key": "a", "operator": "Equals"}]}),
+        );
         assert_eq!(
             bad.expect_err("operator").to_string(),
             "\"Equals\" is not a valid label selector operator"
         );
-        assert!(LabelSelector::from_metav1(&json!({"matchExpressions": [{"key": "a", "operator": "In"}]})).is_err());
+        assert!(
+            LabelSelector::from_metav1(
+                &json!({"matchExpressions": [{"key": "a", "operator": "In"}]})
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -765,12 +835,22 @@ mod tests {
         }
         let unsupported = FieldSelector::parse("spec.foo=bar").expect("parses");
         assert_eq!(
-            unsupported.check_supported("", "Pod").expect_err("unsupported").to_string(),
+            unsupported
+                .check_supported("", "Pod")
+                .expect_err("unsupported")
+                .to_string(),
             "field label not supported: spec.foo"
         );
-        assert!(FieldSelector::parse("spec.nodeName=n").expect("p").check_supported("", "Service").is_err());
+        assert!(
+            FieldSelector::parse("spec.nodeName=n")
+                .expect("p")
+                .check_supported("", "Service")
+                .is_err()
+        );
         assert_eq!(
-            FieldSelector::parse("nonsense").expect_err("syntax").to_string(),
+            FieldSelector::parse("nonsense")
+                .expect_err("syntax")
+                .to_string(),
             "invalid selector: 'nonsense'; can't understand 'nonsense'"
         );
         let escaped = FieldSelector::parse(r"metadata.name=a\,b").expect("escaped");
@@ -780,11 +860,22 @@ mod tests {
     #[test]
     fn event_and_node_fields() {
         let event = json!({"involvedObject": {"kind": "Pod", "name": "web"}, "source": {"component": "kubelet"}, "type": "Warning"});
-        let selector = FieldSelector::parse("involvedObject.kind=Pod,involvedObject.name=web,source=kubelet,type=Warning").expect("parses");
+        let selector = FieldSelector::parse(
+            "involvedObject.kind=Pod,involvedObject.name=web,source=kubelet,type=Warning",
+        )
+        .expect("parses");
         selector.check_supported("", "Event").expect("supported");
         assert!(selector.matches("", "Event", &event));
         let node = json!({"spec": {"unschedulable": true}});
-        assert!(FieldSelector::parse("spec.unschedulable=true").expect("p").matches("", "Node", &node));
-        assert!(FieldSelector::parse("spec.unschedulable=false").expect("p").matches("", "Node", &json!({})));
+        assert!(
+            FieldSelector::parse("spec.unschedulable=true")
+                .expect("p")
+                .matches("", "Node", &node)
+        );
+        assert!(
+            FieldSelector::parse("spec.unschedulable=false")
+                .expect("p")
+                .matches("", "Node", &json!({}))
+        );
     }
 }
