@@ -1,10 +1,11 @@
 //! keel-apiserver: the Kubernetes API over HTTPS, above `storage`.
 
-pub mod field_errors;
-pub mod resources;
 pub mod allocator;
 pub mod cron;
+pub mod defaults;
+pub mod field_errors;
 pub mod names;
 pub mod quantity;
+pub mod resources;
 pub mod selectors;
-pub mod defaults;
+pub mod validation;
