@@ -31,7 +31,7 @@ const SECRET_REQUIRED_KEYS: &[(&str, &[&str])] = &[
     ("kubernetes.io/ssh-auth", &["ssh-privatekey"]),
 ];
 
-pub(super) fn validate_namespace(obj: &Value, old: Option<&Value>, errors: &mut Errors) {
+pub(super) fn validate_namespace(obj: &Value, _old: Option<&Value>, errors: &mut Errors) {
     for (i, finalizer) in array_at(obj.get("spec").unwrap_or(&Value::Null), "finalizers")
         .iter()
         .enumerate()
@@ -43,7 +43,6 @@ pub(super) fn validate_namespace(obj: &Value, old: Option<&Value>, errors: &mut 
             validate_qualified_name(name),
         );
     }
-    let _ = old;
 }
 
 pub(super) fn validate_config_map(obj: &Value, old: Option<&Value>, errors: &mut Errors) {
