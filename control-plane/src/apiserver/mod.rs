@@ -6,22 +6,26 @@
 //! served by the `watch_cache`, fed by one storage watch.
 
 pub mod admission;
+pub mod allocator;
 pub mod authn;
 pub mod authz;
-pub mod bootstrap;
 pub mod body;
+pub mod bootstrap;
 pub mod catalog;
 pub mod compaction;
 pub mod config;
 pub mod crd;
+pub mod cron;
 pub mod defaults;
 pub mod discovery;
 pub mod field_errors;
 pub mod handlers;
+pub mod names;
 pub mod namespace_lifecycle;
 pub mod nonresource;
 pub mod objects;
 pub mod patch;
+pub mod quantity;
 pub mod request;
 pub mod resources;
 pub mod rest;
