@@ -14,6 +14,9 @@ use super::status::ApiError;
 pub struct Selection {
     labels: Option<LabelSelector>,
     fields: Option<FieldSelector>,
+    /// Group and kind the field selector reads (its supported fields depend on them).
+    group: String,
+    kind: String,
     /// A watch of one object (`GET .../pods/NAME?watch=1`).
     name: Option<String>,
 }
@@ -28,15 +31,20 @@ impl Selection {
                 None => None,
             };
         let fields = match query.get("fieldSelector") {
-            Some(text) => Some(
-                FieldSelector::parse(&resource.kind, text)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
-            ),
+            Some(text) => {
+                let selector = FieldSelector::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                selector
+                    .check_supported(&resource.group, &resource.kind)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                Some(selector)
+            }
             None => None,
         };
         Ok(Selection {
             labels,
             fields,
+            group: resource.group.clone(),
+            kind: resource.kind.clone(),
             name: None,
         })
     }
@@ -64,15 +72,33 @@ impl Selection {
             && self
                 .fields
                 .as_ref()
-                .is_none_or(|selector| selector.matches(object))
+                .is_none_or(|selector| selector.matches(&self.group, &self.kind, object))
     }
 }
 
-/// A metav1.LabelSelector object rendered in the query-string syntax (`app=web,tier in (a,b)`).
+/// A metav1.LabelSelector object rendered in the query-string syntax (`app=web,tier in (a,b)`),
+/// as Scale's `status.selector` carries it.
 pub fn selector_string(selector: &Value) -> String {
-    LabelSelector::from_object(selector)
-        .map(|s| s.to_string())
-        .unwrap_or_default()
+    let mut parts = Vec::new();
+    if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
+        parts.extend(labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))));
+    }
+    for expression in selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+        let key = expression.get("key").and_then(Value::as_str).unwrap_or("");
+        let values: Vec<&str> = expression
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|v| v.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        match expression.get("operator").and_then(Value::as_str).unwrap_or("") {
+            "In" => parts.push(format!("{key} in ({})", values.join(","))),
+            "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
+            "Exists" => parts.push(key.to_string()),
+            "DoesNotExist" => parts.push(format!("!{key}")),
+            _ => {}
+        }
+    }
+    parts.join(",")
 }
 
 /// Whether a metav1.LabelSelector object selects these labels (an invalid selector is a 400).
@@ -81,6 +107,6 @@ pub fn label_selector_matches(
     labels: Option<&Map<String, Value>>,
 ) -> Result<bool, ApiError> {
     let selector =
-        LabelSelector::from_object(selector).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        LabelSelector::from_metav1(selector).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(selector.matches(labels))
 }
