@@ -11,10 +11,13 @@
 //! CA and certificates, [`kubeconfig`] the client configs, and [`reviews`] the
 //! authentication/authorization review APIs.
 
+pub mod authorizer;
 pub mod bootstrap_token;
 pub mod error;
 pub mod kubeconfig;
+pub mod node;
 pub mod pki;
+pub mod rbac;
 pub mod service_account;
 pub mod user;
 pub mod x509;
