@@ -12,16 +12,22 @@
 //! authentication/authorization review APIs.
 
 pub mod authorizer;
+pub mod bootstrap_policy;
 pub mod bootstrap_token;
 pub mod error;
 pub mod kubeconfig;
 pub mod node;
 pub mod pki;
 pub mod rbac;
+pub mod reviews;
 pub mod service_account;
 pub mod user;
 pub mod x509;
 
+pub use authorizer::{Attributes, Authorizer, Chain, Decision, authorize};
 pub use error::{Error, Result};
+pub use node::{NodeGraph, admit_node_write};
 pub use pki::Pki;
+pub use rbac::{PolicyRule, RbacObjects};
+pub use service_account::{TokenSigner, VerifiedToken};
 pub use user::UserInfo;
