@@ -514,3 +514,315 @@ fn union_for(roles: &BTreeMap<String, Value>, name: &str) -> Vec<PolicyRule> {
     }
     rules
 }
+
+/// RBAC objects held in plain vectors: for tests and for callers that have no cache yet.
+#[derive(Clone, Debug, Default)]
+pub struct InMemory {
+    pub cluster_roles: Vec<Arc<Value>>,
+    pub cluster_role_bindings: Vec<Arc<Value>>,
+    pub roles: Vec<Arc<Value>>,
+    pub role_bindings: Vec<Arc<Value>>,
+}
+
+impl InMemory {
+    /// Sorts objects by `kind` into the four lists (other kinds are ignored).
+    pub fn from_objects(objects: impl IntoIterator<Item = Value>) -> Self {
+        let mut out = InMemory::default();
+        for o in objects {
+            let list = match o["kind"].as_str().unwrap_or_default() {
+                "ClusterRole" => &mut out.cluster_roles,
+                "ClusterRoleBinding" => &mut out.cluster_role_bindings,
+                "Role" => &mut out.roles,
+                "RoleBinding" => &mut out.role_bindings,
+                _ => continue,
+            };
+            list.push(Arc::new(o));
+        }
+        out
+    }
+}
+
+fn in_namespace<'a>(
+    list: &'a [Arc<Value>],
+    namespace: &'a str,
+) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
+    list.iter()
+        .filter(move |o| o["metadata"]["namespace"].as_str() == Some(namespace))
+}
+
+fn named_object(list: &[Arc<Value>], name: &str) -> Option<Arc<Value>> {
+    list.iter()
+        .find(|o| o["metadata"]["name"].as_str() == Some(name))
+        .cloned()
+}
+
+impl RbacObjects for InMemory {
+    fn cluster_role_bindings(&self) -> Vec<Arc<Value>> {
+        self.cluster_role_bindings.clone()
+    }
+
+    fn role_bindings(&self, namespace: &str) -> Vec<Arc<Value>> {
+        in_namespace(&self.role_bindings, namespace)
+            .cloned()
+            .collect()
+    }
+
+    fn cluster_role(&self, name: &str) -> Option<Arc<Value>> {
+        named_object(&self.cluster_roles, name)
+    }
+
+    fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        let in_ns: Vec<Arc<Value>> = in_namespace(&self.roles, namespace).cloned().collect();
+        named_object(&in_ns, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user(name: &str, groups: &[&str]) -> UserInfo {
+        UserInfo::authenticated(name, groups.iter().map(|g| g.to_string()).collect())
+    }
+
+    fn objects() -> InMemory {
+        InMemory::from_objects([
+            json!({"kind": "ClusterRole", "metadata": {"name": "pod-reader"},
+                   "rules": [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods", "pods/log"]}]}),
+            json!({"kind": "ClusterRole", "metadata": {"name": "scaler"},
+                   "rules": [{"verbs": ["update"], "apiGroups": ["*"], "resources": ["*/scale"]}]}),
+            json!({"kind": "ClusterRole", "metadata": {"name": "one-secret"},
+                   "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s1"]}]}),
+            json!({"kind": "ClusterRole", "metadata": {"name": "health"},
+                   "rules": [{"verbs": ["get"], "nonResourceURLs": ["/healthz", "/logs/*"]}]}),
+            json!({"kind": "ClusterRole", "metadata": {"name": "everything"},
+                   "rules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]}),
+            json!({"kind": "Role", "metadata": {"name": "cm-writer", "namespace": "dev"},
+                   "rules": [{"verbs": ["create", "update"], "apiGroups": [""], "resources": ["configmaps"]}]}),
+            json!({"kind": "ClusterRoleBinding", "metadata": {"name": "readers"},
+                   "roleRef": {"kind": "ClusterRole", "name": "pod-reader"},
+                   "subjects": [{"kind": "Group", "name": "readers"}]}),
+            json!({"kind": "ClusterRoleBinding", "metadata": {"name": "health"},
+                   "roleRef": {"kind": "ClusterRole", "name": "health"},
+                   "subjects": [{"kind": "User", "name": "alice"}]}),
+            json!({"kind": "RoleBinding", "metadata": {"name": "scale", "namespace": "dev"},
+                   "roleRef": {"kind": "ClusterRole", "name": "scaler"},
+                   "subjects": [{"kind": "User", "name": "alice"}]}),
+            json!({"kind": "RoleBinding", "metadata": {"name": "secret", "namespace": "dev"},
+                   "roleRef": {"kind": "ClusterRole", "name": "one-secret"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "app"}]}),
+            json!({"kind": "RoleBinding", "metadata": {"name": "cm", "namespace": "dev"},
+                   "roleRef": {"kind": "Role", "name": "cm-writer"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": "dev"}]}),
+            json!({"kind": "RoleBinding", "metadata": {"name": "all-in-dev", "namespace": "dev"},
+                   "roleRef": {"kind": "ClusterRole", "name": "everything"},
+                   "subjects": [{"kind": "User", "name": "dev-admin"}]}),
+            json!({"kind": "RoleBinding", "metadata": {"name": "health-ns", "namespace": "dev"},
+                   "roleRef": {"kind": "ClusterRole", "name": "health"},
+                   "subjects": [{"kind": "User", "name": "bob"}]}),
+        ])
+    }
+
+    #[test]
+    fn table_of_decisions() {
+        let o = objects();
+        let reader = user("carol", &["readers"]);
+        let alice = user("alice", &[]);
+        let sa = user("system:serviceaccount:dev:app", &["system:serviceaccounts"]);
+        let other_sa = user("system:serviceaccount:prod:app", &[]);
+        let dev_admin = user("dev-admin", &[]);
+        let bob = user("bob", &[]);
+        let res = Attributes::resource;
+        let cases: Vec<(&str, Attributes, bool)> = vec![
+            (
+                "group binding, any namespace",
+                res(&reader, "get", "", "pods", "prod", "p"),
+                true,
+            ),
+            (
+                "subresource listed",
+                res(&reader, "get", "", "pods/log", "prod", "p"),
+                true,
+            ),
+            (
+                "subresource not listed",
+                res(&reader, "get", "", "pods/exec", "prod", "p"),
+                false,
+            ),
+            (
+                "verb not listed",
+                res(&reader, "delete", "", "pods", "prod", "p"),
+                false,
+            ),
+            (
+                "other group",
+                res(&reader, "get", "apps", "pods", "prod", "p"),
+                false,
+            ),
+            (
+                "*/scale in bound namespace",
+                res(&alice, "update", "apps", "deployments/scale", "dev", "d"),
+                true,
+            ),
+            (
+                "*/scale outside namespace",
+                res(&alice, "update", "apps", "deployments/scale", "prod", "d"),
+                false,
+            ),
+            (
+                "*/scale is not the resource",
+                res(&alice, "update", "apps", "deployments", "dev", "d"),
+                false,
+            ),
+            (
+                "resourceNames match",
+                res(&sa, "get", "", "secrets", "dev", "s1"),
+                true,
+            ),
+            (
+                "resourceNames mismatch",
+                res(&sa, "get", "", "secrets", "dev", "s2"),
+                false,
+            ),
+            (
+                "resourceNames need a name",
+                res(&sa, "get", "", "secrets", "dev", ""),
+                false,
+            ),
+            (
+                "SA subject with explicit namespace",
+                res(&sa, "create", "", "configmaps", "dev", ""),
+                true,
+            ),
+            (
+                "SA of another namespace",
+                res(&other_sa, "get", "", "secrets", "dev", "s1"),
+                false,
+            ),
+            (
+                "wildcard ClusterRole via RoleBinding",
+                res(&dev_admin, "delete", "apps", "deployments", "dev", "x"),
+                true,
+            ),
+            (
+                "wildcard limited to namespace",
+                res(&dev_admin, "delete", "apps", "deployments", "prod", "x"),
+                false,
+            ),
+            (
+                "wildcard not cluster-scoped",
+                res(&dev_admin, "get", "", "nodes", "", "n"),
+                false,
+            ),
+            (
+                "non-resource exact",
+                Attributes::non_resource(&alice, "get", "/healthz"),
+                true,
+            ),
+            (
+                "non-resource prefix",
+                Attributes::non_resource(&alice, "get", "/logs/kubelet.log"),
+                true,
+            ),
+            (
+                "non-resource miss",
+                Attributes::non_resource(&alice, "get", "/metrics"),
+                false,
+            ),
+            (
+                "non-resource verb",
+                Attributes::non_resource(&alice, "post", "/healthz"),
+                false,
+            ),
+            (
+                "non-resource via RoleBinding ignored",
+                Attributes::non_resource(&bob, "get", "/healthz"),
+                false,
+            ),
+        ];
+        for (what, attrs, want) in cases {
+            assert_eq!(authorize(&attrs, &o).allowed(), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn rules_for_lists_cluster_and_namespace_rules() {
+        let o = objects();
+        let alice = user("alice", &[]);
+        let rules = rules_for(&o, &alice, "dev");
+        assert_eq!(rules.len(), 2);
+        assert!(rules.iter().any(|r| r.resources == ["*/scale"]));
+        assert_eq!(rules_for(&o, &alice, "prod").len(), 1);
+    }
+
+    #[test]
+    fn escalation_is_prevented() {
+        let o = objects();
+        let dev_admin = user("dev-admin", &[]);
+        let pods = rule_json(json!({"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}));
+        assert!(can_grant(&o, &dev_admin, std::slice::from_ref(&pods), "dev").is_ok());
+        assert!(can_grant(&o, &dev_admin, std::slice::from_ref(&pods), "prod").is_err());
+        assert!(can_grant(&o, &dev_admin, std::slice::from_ref(&pods), "").is_err());
+        let reader = user("carol", &["readers"]);
+        let wide = rule_json(json!({"verbs": ["get"], "apiGroups": [""], "resources": ["*"]}));
+        assert!(
+            can_grant(&o, &reader, &[wide], "dev").is_err(),
+            "* is covered only by *"
+        );
+        let named = rule_json(
+            json!({"verbs": ["get"], "apiGroups": [""], "resources": ["pods"], "resourceNames": ["a"]}),
+        );
+        assert!(can_grant(&o, &reader, &[named], "dev").is_ok());
+        let sa = user("system:serviceaccount:dev:app", &[]);
+        let any_secret =
+            rule_json(json!({"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}));
+        assert!(can_grant(&o, &sa, &[any_secret], "dev").is_err());
+        assert!(can_grant(&o, &user("root", &[MASTERS]), &[all_rule()], "").is_ok());
+        let role_ref = json!({"kind": "ClusterRole", "name": "scaler"});
+        assert!(check_binding_write(&o, &dev_admin, "dev", &role_ref).is_ok());
+        assert!(check_binding_write(&o, &reader, "dev", &role_ref).is_err());
+        assert!(check_role_write(&o, &dev_admin, "dev", "r", &[pods]).is_ok());
+    }
+
+    fn rule_json(v: Value) -> PolicyRule {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn aggregation_unions_matching_roles_transitively() {
+        let roles = vec![
+            json!({"kind": "ClusterRole", "metadata": {"name": "top"},
+                   "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"agg/top": "true"}}]}}),
+            json!({"kind": "ClusterRole", "metadata": {"name": "mid", "labels": {"agg/top": "true"}},
+                   "aggregationRule": {"clusterRoleSelectors": [{"matchExpressions": [{"key": "agg/mid", "operator": "Exists"}]}]}}),
+            json!({"kind": "ClusterRole", "metadata": {"name": "leaf", "labels": {"agg/mid": "x"}},
+                   "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]}),
+            json!({"kind": "ClusterRole", "metadata": {"name": "direct", "labels": {"agg/top": "true"}},
+                   "rules": [{"verbs": ["list"], "apiGroups": [""], "resources": ["pods"]}]}),
+            json!({"kind": "ClusterRole", "metadata": {"name": "unrelated"},
+                   "rules": [{"verbs": ["delete"], "apiGroups": [""], "resources": ["pods"]}]}),
+        ];
+        let out = aggregate(&roles);
+        let by_name = |n: &str| {
+            out.iter()
+                .find(|r| r["metadata"]["name"] == n)
+                .map(rules_of)
+                .unwrap()
+        };
+        assert_eq!(by_name("mid").len(), 1);
+        let top = by_name("top");
+        assert_eq!(top.len(), 2);
+        assert!(!top.iter().any(|r| r.verbs == ["delete"]));
+        assert!(
+            aggregate(
+                &out.iter()
+                    .chain(roles.iter().skip(2))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            )
+            .is_empty(),
+            "stable"
+        );
+    }
+}
