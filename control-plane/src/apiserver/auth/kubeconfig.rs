@@ -80,3 +80,70 @@ pub fn write_admin(dir: &Path, pki: &Pki, server: &str) -> Result<PathBuf> {
     write(&path, &config)?;
     Ok(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_kubeconfig_has_the_fields_kubectl_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path(), &["127.0.0.1".to_string()]).unwrap();
+        let path = write_admin(dir.path(), &pki, &server_url("127.0.0.1", 6443)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(config["current-context"], config["contexts"][0]["name"]);
+        assert_eq!(
+            config["clusters"][0]["cluster"]["server"].as_str(),
+            Some("https://127.0.0.1:6443")
+        );
+        let ca = config["clusters"][0]["cluster"]["certificate-authority-data"]
+            .as_str()
+            .unwrap();
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(ca)
+            .unwrap();
+        assert_eq!(String::from_utf8(ca).unwrap(), pki.ca_pem());
+        let user = &config["users"][0]["user"];
+        assert!(user["client-certificate-data"].as_str().is_some());
+        assert!(user["client-key-data"].as_str().is_some());
+        if std::path::Path::new("/usr/bin/kubectl").exists() {
+            let out = std::process::Command::new("/usr/bin/kubectl")
+                .args([
+                    "config",
+                    "view",
+                    "--raw",
+                    "-o",
+                    "jsonpath={.users[0].name}",
+                    "--kubeconfig",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout), ADMIN_USER_NAME);
+        }
+    }
+
+    const ADMIN_USER_NAME: &str = super::super::pki::ADMIN_USER;
+
+    #[test]
+    fn token_kubeconfig_and_ipv6_server() {
+        assert_eq!(server_url("::1", 6443), "https://[::1]:6443");
+        let config = render(
+            "https://[::1]:6443",
+            "CA",
+            "system:kube-scheduler",
+            &Credential::Token("t".into()),
+        );
+        assert_eq!(config["users"][0]["user"]["token"], "t");
+        assert_eq!(
+            config["contexts"][0]["context"]["user"],
+            "system:kube-scheduler"
+        );
+    }
+}

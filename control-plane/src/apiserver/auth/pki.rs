@@ -458,3 +458,183 @@ pub(crate) fn write_file(path: &Path, contents: &str, secret: bool) -> Result<()
         .map_err(|e| Error::io("writing", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| Error::io("renaming into", path, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::auth::x509::user_from_client_cert;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn hosts() -> Vec<String> {
+        [
+            "127.0.0.1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default.svc",
+            "10.96.0.1",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    #[test]
+    fn creates_then_reloads_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Pki::load_or_create(dir.path(), &hosts()).unwrap();
+        for key in [CA_KEY, SERVING_KEY, SA_KEY, ADMIN_KEY] {
+            let mode = fs::metadata(first.dir().join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}");
+        }
+        let again = Pki::load_or_create(dir.path(), &hosts()).unwrap();
+        assert_eq!(first.ca_pem(), again.ca_pem());
+        assert_eq!(first.serving().cert_pem, again.serving().cert_pem);
+        assert_eq!(first.admin().cert_pem, again.admin().cert_pem);
+        assert_eq!(
+            first.service_account_key_pem(),
+            again.service_account_key_pem()
+        );
+    }
+
+    #[test]
+    fn san_change_reissues_only_the_serving_cert() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Pki::load_or_create(dir.path(), &hosts()).unwrap();
+        let mut more = hosts();
+        more.push("192.168.1.10".into());
+        let second = Pki::load_or_create(dir.path(), &more).unwrap();
+        assert_eq!(first.ca_pem(), second.ca_pem());
+        assert_ne!(first.serving().cert_pem, second.serving().cert_pem);
+        let der = pem_to_der(&second.serving().cert_pem, "CERTIFICATE").unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert!(cert_sans(&cert).contains("192.168.1.10"));
+        assert!(cert_sans(&cert).contains("kubernetes.default.svc"));
+    }
+
+    #[test]
+    fn admin_cert_verifies_against_the_ca_and_names_the_admin() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path(), &hosts()).unwrap();
+        pki.server_tls_config().unwrap();
+        let der = pem_to_der(&pki.admin().cert_pem, "CERTIFICATE").unwrap();
+        let ca = pem_to_der(pki.ca_pem(), "CERTIFICATE").unwrap();
+        let (_, ca) = x509_parser::parse_x509_certificate(&ca).unwrap();
+        let (_, leaf) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(leaf.issuer(), ca.subject());
+        leaf.verify_signature(Some(ca.public_key())).unwrap();
+        let user = user_from_client_cert(&der).unwrap();
+        assert_eq!(user.name, ADMIN_USER);
+        assert_eq!(user.groups, [MASTERS, "system:authenticated"]);
+    }
+
+    #[test]
+    fn signs_a_kubelet_csr_keeping_its_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path(), &hosts()).unwrap();
+        let key = new_key().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "system:node:n1");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:nodes");
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        let pem = pki
+            .sign_csr(&csr, &[Usage::ClientAuth], Duration::from_secs(3600))
+            .unwrap();
+        let user = user_from_client_cert(&pem_to_der(&pem, "CERTIFICATE").unwrap()).unwrap();
+        assert_eq!(user.name, "system:node:n1");
+        assert_eq!(user.node_name(), Some("n1"));
+        let issued = pki
+            .issue_client_cert("system:kube-scheduler", &[], Duration::from_secs(60))
+            .unwrap();
+        let user =
+            user_from_client_cert(&pem_to_der(&issued.cert_pem, "CERTIFICATE").unwrap()).unwrap();
+        assert_eq!(user.name, "system:kube-scheduler");
+        assert!(
+            pki.issue_client_cert("x", &["a".into(), "b".into()], Duration::from_secs(60))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn expired_client_cert_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path(), &hosts()).unwrap();
+        let der = pem_to_der(&pki.admin().cert_pem, "CERTIFICATE").unwrap();
+        let later = chrono::Utc::now().timestamp() + 3 * 365 * 24 * 3600;
+        let err = crate::apiserver::auth::x509::user_from_client_cert_at(&der, later).unwrap_err();
+        assert!(err.to_string().contains("expired"), "{err}");
+    }
+
+    /// A client config trusting the CA, optionally presenting a client certificate.
+    fn client_config(pki: &Pki, cert: Option<&CertPair>) -> rustls::ClientConfig {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.ca_der().clone()).unwrap();
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        match cert {
+            Some(pair) => {
+                let chain = vec![CertificateDer::from(
+                    pem_to_der(&pair.cert_pem, "CERTIFICATE").unwrap(),
+                )];
+                let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                    pem_to_der(&pair.key_pem, "PRIVATE KEY").unwrap(),
+                ));
+                builder.with_client_auth_cert(chain, key).unwrap()
+            }
+            None => builder.with_no_client_auth(),
+        }
+    }
+
+    /// Handshakes once over loopback and returns the user of the peer certificate, if any.
+    async fn handshake(
+        pki: &Pki,
+        cert: Option<&CertPair>,
+    ) -> Option<crate::apiserver::auth::UserInfo> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(pki.server_tls_config().unwrap()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(tcp).await.unwrap();
+            let (_, conn) = tls.get_ref();
+            assert_eq!(conn.alpn_protocol(), Some(&b"h2"[..]));
+            let user = conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| user_from_client_cert(c).unwrap());
+            tls.write_all(b"ok").await.unwrap();
+            tls.shutdown().await.unwrap();
+            user
+        });
+        let mut config = client_config(pki, cert);
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let mut buf = Vec::new();
+        tls.read_to_end(&mut buf).await.unwrap();
+        assert_eq!(buf, b"ok");
+        server.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn tls_handshake_with_and_without_client_cert() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path(), &hosts()).unwrap();
+        let user = handshake(&pki, Some(pki.admin())).await.unwrap();
+        assert_eq!(user.name, ADMIN_USER);
+        assert!(user.in_group(MASTERS));
+        assert!(handshake(&pki, None).await.is_none());
+    }
+}

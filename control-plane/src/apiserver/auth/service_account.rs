@@ -320,3 +320,115 @@ fn decode_json<T: serde::de::DeserializeOwned>(part: &str, what: &str) -> Result
 pub fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> TokenSigner {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        TokenSigner::from_pem(&key.serialize_pem(), DEFAULT_ISSUER).unwrap()
+    }
+
+    fn request(now: i64) -> TokenRequest {
+        TokenRequest {
+            namespace: "default".into(),
+            service_account: ObjectRef {
+                name: "builder".into(),
+                uid: "sa-uid".into(),
+            },
+            audiences: vec!["api".into()],
+            expiration_seconds: 3600,
+            now,
+            pod: Some(ObjectRef {
+                name: "p".into(),
+                uid: "pod-uid".into(),
+            }),
+            node: None,
+        }
+    }
+
+    #[test]
+    fn issued_token_verifies_and_yields_the_service_account_user() {
+        let s = signer();
+        let now = 1_800_000_000;
+        let token = s.issue(&request(now)).unwrap();
+        assert!(looks_like_jwt(&token));
+        let v = s
+            .verify(&token, &["api".into(), "other".into()], now + 10)
+            .unwrap();
+        assert_eq!(v.audiences, ["api"]);
+        assert_eq!(v.claims.sub, "system:serviceaccount:default:builder");
+        assert_eq!(v.claims.exp, now + 3600);
+        let user = v.user();
+        assert_eq!(user.name, "system:serviceaccount:default:builder");
+        assert_eq!(user.uid, "sa-uid");
+        assert_eq!(
+            user.groups,
+            [
+                "system:serviceaccounts",
+                "system:serviceaccounts:default",
+                "system:authenticated"
+            ]
+        );
+        assert_eq!(user.extra[EXTRA_POD_NAME], ["p"]);
+        assert_eq!(user.extra[EXTRA_POD_UID], ["pod-uid"]);
+        assert!(user.extra[EXTRA_CREDENTIAL_ID][0].starts_with("JTI="));
+    }
+
+    #[test]
+    fn expired_wrong_audience_and_tampered_tokens_fail() {
+        let s = signer();
+        let now = 1_800_000_000;
+        let token = s.issue(&request(now)).unwrap();
+        let err = s.verify(&token, &["api".into()], now + 7200).unwrap_err();
+        assert!(err.to_string().contains("expired"), "{err}");
+        let err = s.verify(&token, &["elsewhere".into()], now).unwrap_err();
+        assert!(err.to_string().contains("audience"), "{err}");
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        claims["sub"] = "system:serviceaccount:kube-system:admin".into();
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(claims.to_string()),
+            parts[2]
+        );
+        let err = s.verify(&forged, &["api".into()], now).unwrap_err();
+        assert!(err.to_string().contains("signature"), "{err}");
+        let other = signer();
+        assert!(other.verify(&token, &["api".into()], now).is_err());
+        assert!(s.verify("a.b", &[], now).is_err());
+    }
+
+    #[test]
+    fn default_audience_is_the_issuer_and_discovery_documents() {
+        let s = signer();
+        let mut req = request(100);
+        req.audiences.clear();
+        let token = s.issue(&req).unwrap();
+        assert!(s.verify(&token, &[], 100).is_ok());
+        let jwks = s.jwks();
+        let key = &jwks["keys"][0];
+        assert_eq!(key["kty"], "EC");
+        assert_eq!(key["crv"], "P-256");
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(key["x"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            32
+        );
+        let header: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(token.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["kid"], key["kid"]);
+        let oidc = s.openid_configuration();
+        assert_eq!(oidc["issuer"], DEFAULT_ISSUER);
+        assert_eq!(oidc["jwks_uri"], format!("{DEFAULT_ISSUER}/openid/v1/jwks"));
+    }
+}
