@@ -606,3 +606,146 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::auth::authorizer::{self, Attributes};
+    use crate::apiserver::auth::node::NodeGraph;
+    use crate::apiserver::auth::rbac::{InMemory, rules_of};
+    use crate::apiserver::auth::user::UserInfo;
+
+    fn policy() -> InMemory {
+        InMemory::from_objects(cluster_roles().into_iter().chain(cluster_role_bindings()))
+    }
+
+    fn allowed(attrs: Attributes) -> bool {
+        authorizer::authorize(&attrs, &NodeGraph::new(), &policy()).allowed()
+    }
+
+    #[test]
+    fn every_object_is_labelled_and_every_binding_resolves() {
+        let roles = cluster_roles();
+        for o in roles.iter().chain(cluster_role_bindings().iter()) {
+            assert_eq!(
+                o["metadata"]["labels"]["kubernetes.io/bootstrapping"],
+                "rbac-defaults"
+            );
+            assert_eq!(
+                o["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"],
+                "true"
+            );
+        }
+        for b in cluster_role_bindings() {
+            assert!(
+                roles
+                    .iter()
+                    .any(|r| r["metadata"]["name"] == b["roleRef"]["name"]),
+                "{}",
+                b["metadata"]["name"]
+            );
+        }
+        let cab = cluster_role_bindings()
+            .into_iter()
+            .find(|b| b["metadata"]["name"] == "cluster-admin")
+            .unwrap();
+        assert_eq!(cab["subjects"][0]["name"], MASTERS);
+        assert_eq!(cab["subjects"][0]["kind"], "Group");
+    }
+
+    #[test]
+    fn admin_edit_view_are_aggregated() {
+        let roles = cluster_roles();
+        let count =
+            |n: &str| rules_of(roles.iter().find(|r| r["metadata"]["name"] == n).unwrap()).len();
+        assert!(count("view") > 0);
+        assert!(count("edit") > count("view"));
+        assert!(count("admin") > count("edit"));
+    }
+
+    #[test]
+    fn default_roles_grant_what_components_need() {
+        let node = UserInfo::authenticated("system:node:n1", vec![NODES.into()]);
+        assert!(allowed(Attributes::resource(
+            &node, "get", "", "nodes", "", "n1"
+        )));
+        assert!(allowed(Attributes::resource(
+            &node,
+            "create",
+            "coordination.k8s.io",
+            "leases",
+            "kube-node-lease",
+            "n1"
+        )));
+        assert!(
+            !allowed(Attributes::resource(
+                &node, "get", "", "secrets", "default", "s"
+            )),
+            "secrets only via the Node authorizer"
+        );
+        let sched = UserInfo::authenticated("system:kube-scheduler", vec![]);
+        assert!(allowed(Attributes::resource(
+            &sched,
+            "create",
+            "",
+            "pods/binding",
+            "default",
+            "p"
+        )));
+        assert!(!allowed(Attributes::resource(
+            &sched, "create", "", "secrets", "default", ""
+        )));
+        let anyone = UserInfo::authenticated("someone", vec![]);
+        assert!(allowed(Attributes::non_resource(&anyone, "get", "/api")));
+        assert!(allowed(Attributes::non_resource(
+            &anyone,
+            "get",
+            "/apis/apps/v1"
+        )));
+        assert!(allowed(Attributes::resource(
+            &anyone,
+            "create",
+            "authorization.k8s.io",
+            "selfsubjectaccessreviews",
+            "",
+            ""
+        )));
+        assert!(!allowed(Attributes::resource(
+            &anyone, "list", "", "pods", "default", ""
+        )));
+        let proxy = UserInfo::authenticated("system:kube-proxy", vec![]);
+        assert!(allowed(Attributes::resource(
+            &proxy,
+            "watch",
+            "discovery.k8s.io",
+            "endpointslices",
+            "",
+            ""
+        )));
+        let bootstrap = UserInfo::authenticated(
+            "system:bootstrap:abcdef",
+            vec!["system:bootstrappers".into()],
+        );
+        assert!(allowed(Attributes::resource(
+            &bootstrap,
+            "create",
+            "certificates.k8s.io",
+            "certificatesigningrequests",
+            "",
+            ""
+        )));
+        let master = UserInfo::authenticated("kubernetes-admin", vec![MASTERS.into()]);
+        assert!(allowed(Attributes::resource(
+            &master, "delete", "", "nodes", "", "n1"
+        )));
+        let sa = UserInfo::authenticated(
+            "system:serviceaccount:default:x",
+            vec![SERVICE_ACCOUNTS.into()],
+        );
+        assert!(allowed(Attributes::non_resource(
+            &sa,
+            "get",
+            "/openid/v1/jwks"
+        )));
+    }
+}

@@ -532,3 +532,237 @@ fn admit_token_request(node: &str, write: &NodeWrite<'_>, graph: &NodeGraph) -> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node_user(name: &str) -> UserInfo {
+        UserInfo::authenticated(format!("system:node:{name}"), vec!["system:nodes".into()])
+    }
+
+    fn pod(name: &str, node: &str, secret: &str) -> Value {
+        json!({
+            "metadata": { "namespace": "default", "name": name, "uid": format!("{name}-uid") },
+            "spec": {
+                "nodeName": node,
+                "serviceAccountName": "app",
+                "volumes": [
+                    { "name": "s", "secret": { "secretName": secret } },
+                    { "name": "p", "projected": { "sources": [{ "configMap": { "name": "projected-cm" } }] } },
+                    { "name": "c", "persistentVolumeClaim": { "claimName": "data" } },
+                ],
+                "containers": [{ "name": "c", "env": [{ "name": "X", "valueFrom": { "secretKeyRef": { "name": "env-secret", "key": "k" } } }] }],
+            }
+        })
+    }
+
+    fn graph() -> NodeGraph {
+        let mut g = NodeGraph::new();
+        g.apply_pod(&pod("a1", "node-a", "secret-a"));
+        g.apply_pod(&pod("b1", "node-b", "secret-b"));
+        g.apply_pvc(&json!({ "metadata": { "namespace": "default", "name": "data" }, "spec": { "volumeName": "pv-1" } }));
+        g
+    }
+
+    fn get(user: &UserInfo, resource: &str, ns: &str, name: &str) -> Decision {
+        authorize(
+            &Attributes::resource(user, "get", "", resource, ns, name),
+            &graph(),
+        )
+    }
+
+    #[test]
+    fn node_reads_only_what_its_pods_reference() {
+        let a = node_user("node-a");
+        assert!(get(&a, "secrets", "default", "secret-a").allowed());
+        assert!(get(&a, "secrets", "default", "env-secret").allowed());
+        assert!(get(&a, "configmaps", "default", "projected-cm").allowed());
+        assert!(get(&a, "persistentvolumeclaims", "default", "data").allowed());
+        assert!(get(&a, "persistentvolumes", "", "pv-1").allowed());
+        assert_eq!(
+            get(&a, "secrets", "default", "secret-b"),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            get(&a, "secrets", "default", "unreferenced"),
+            Decision::NoOpinion
+        );
+        assert_eq!(get(&a, "secrets", "other", "secret-a"), Decision::NoOpinion);
+        let token =
+            Attributes::resource(&a, "create", "", "serviceaccounts/token", "default", "app");
+        assert!(authorize(&token, &graph()).allowed());
+        let user = UserInfo::authenticated("alice", vec![]);
+        assert_eq!(
+            get(&user, "secrets", "default", "secret-a"),
+            Decision::NoOpinion
+        );
+    }
+
+    #[test]
+    fn removing_a_pod_revokes_access() {
+        let mut g = graph();
+        g.remove_pod("default", "a1");
+        let attrs = Attributes::resource(
+            &node_user("node-a"),
+            "get",
+            "",
+            "secrets",
+            "default",
+            "secret-a",
+        );
+        assert_eq!(authorize(&attrs, &g), Decision::NoOpinion);
+    }
+
+    #[test]
+    fn cross_node_writes_are_denied() {
+        let a = node_user("node-a");
+        let g = graph();
+        let deny = |attrs: Attributes| matches!(authorize(&attrs, &g), Decision::Deny(_));
+        assert!(deny(Attributes::resource(
+            &a,
+            "patch",
+            "",
+            "nodes/status",
+            "",
+            "node-b"
+        )));
+        assert!(!deny(Attributes::resource(
+            &a,
+            "patch",
+            "",
+            "nodes/status",
+            "",
+            "node-a"
+        )));
+        assert!(deny(Attributes::resource(
+            &a,
+            "update",
+            "coordination.k8s.io",
+            "leases",
+            NODE_LEASE_NAMESPACE,
+            "node-b"
+        )));
+        assert!(!deny(Attributes::resource(
+            &a,
+            "update",
+            "coordination.k8s.io",
+            "leases",
+            NODE_LEASE_NAMESPACE,
+            "node-a"
+        )));
+        assert!(deny(Attributes::resource(
+            &a,
+            "update",
+            "",
+            "pods/status",
+            "default",
+            "b1"
+        )));
+        assert!(!deny(Attributes::resource(
+            &a,
+            "update",
+            "",
+            "pods/status",
+            "default",
+            "a1"
+        )));
+        assert!(deny(Attributes::resource(
+            &a,
+            "create",
+            "",
+            "pods/eviction",
+            "default",
+            "b1"
+        )));
+    }
+
+    #[test]
+    fn node_restriction_admission() {
+        let a = node_user("node-a");
+        let g = graph();
+        let write = |verb, resource, ns, name, object: Option<&Value>, old: Option<&Value>| {
+            let w = NodeWrite {
+                verb,
+                api_group: "",
+                resource,
+                subresource: "",
+                namespace: ns,
+                name,
+                object,
+                old_object: old,
+            };
+            admit_node_write(&a, &w, &g)
+        };
+        let mirror = json!({ "metadata": { "name": "m", "annotations": { MIRROR_POD_ANNOTATION: "x" } }, "spec": { "nodeName": "node-a" } });
+        assert!(write("create", "pods", "default", "m", Some(&mirror), None).is_ok());
+        let mut elsewhere = mirror.clone();
+        elsewhere["spec"]["nodeName"] = json!("node-b");
+        assert!(write("create", "pods", "default", "m", Some(&elsewhere), None).is_err());
+        assert!(
+            write(
+                "create",
+                "pods",
+                "default",
+                "p",
+                Some(&pod("p", "node-a", "s")),
+                None
+            )
+            .is_err()
+        );
+        let old = json!({ "metadata": { "name": "node-a", "labels": { "kubernetes.io/hostname": "node-a" } }, "spec": {} });
+        let mut relabel = old.clone();
+        relabel["metadata"]["labels"]["node.kubernetes.io/exclude-from-external-load-balancers"] =
+            json!("true");
+        assert!(write("update", "nodes", "", "node-a", Some(&relabel), Some(&old)).is_ok());
+        relabel["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] = json!("");
+        assert!(write("update", "nodes", "", "node-a", Some(&relabel), Some(&old)).is_err());
+        let mut tainted = old.clone();
+        tainted["spec"]["taints"] = json!([{ "key": "k", "effect": "NoSchedule" }]);
+        assert!(write("update", "nodes", "", "node-a", Some(&tainted), Some(&old)).is_err());
+        assert!(write("update", "nodes", "", "node-b", None, None).is_err());
+        let req = |pod: &str| json!({ "spec": { "boundObjectRef": { "kind": "Pod", "name": pod, "uid": format!("{pod}-uid") } } });
+        let token = |object: &Value| {
+            let w = NodeWrite {
+                verb: "create",
+                api_group: "",
+                resource: "serviceaccounts",
+                subresource: "token",
+                namespace: "default",
+                name: "app",
+                object: Some(object),
+                old_object: None,
+            };
+            admit_node_write(&a, &w, &g)
+        };
+        assert!(token(&req("a1")).is_ok());
+        assert!(token(&req("b1")).is_err());
+        assert!(
+            admit_node_write(
+                &UserInfo::authenticated("alice", vec![]),
+                &NodeWrite {
+                    verb: "update",
+                    api_group: "",
+                    resource: "nodes",
+                    subresource: "",
+                    namespace: "",
+                    name: "x",
+                    object: None,
+                    old_object: None
+                },
+                &g
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn label_prefixes() {
+        assert!(node_may_set_label("kubelet.kubernetes.io/foo"));
+        assert!(node_may_set_label("example.com/rack"));
+        assert!(node_may_set_label("topology.kubernetes.io/zone"));
+        assert!(!node_may_set_label("node-restriction.kubernetes.io/x"));
+        assert!(!node_may_set_label("foo.k8s.io/x"));
+    }
+}

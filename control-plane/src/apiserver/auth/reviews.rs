@@ -173,3 +173,114 @@ pub fn self_subject_review(request: &Value, user: &UserInfo) -> Value {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::auth::authorizer::Chain;
+    use crate::apiserver::auth::bootstrap_policy;
+    use crate::apiserver::auth::error::Error;
+    use crate::apiserver::auth::node::NodeGraph;
+    use crate::apiserver::auth::rbac::InMemory;
+
+    fn policy() -> InMemory {
+        InMemory::from_objects(
+            bootstrap_policy::cluster_roles()
+                .into_iter()
+                .chain(bootstrap_policy::cluster_role_bindings()),
+        )
+    }
+
+    #[test]
+    fn whoami() {
+        let user = UserInfo::authenticated("kubernetes-admin", vec!["system:masters".into()]);
+        let out = self_subject_review(
+            &json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview" }),
+            &user,
+        );
+        assert_eq!(out["kind"], "SelfSubjectReview");
+        assert_eq!(out["status"]["userInfo"]["username"], "kubernetes-admin");
+        assert_eq!(
+            out["status"]["userInfo"]["groups"],
+            json!(["system:masters", "system:authenticated"])
+        );
+    }
+
+    #[test]
+    fn can_i_and_subject_access_review() {
+        let (objects, graph) = (policy(), NodeGraph::new());
+        let chain = Chain {
+            nodes: &graph,
+            rbac: &objects,
+        };
+        let user = UserInfo::authenticated("someone", vec![]);
+        let ask = |verb: &str, resource: &str| json!({ "spec": { "resourceAttributes": { "verb": verb, "resource": resource, "namespace": "default" } } });
+        let out = self_subject_access_review(&ask("list", "pods"), &user, &chain);
+        assert_eq!(out["status"]["allowed"], false);
+        assert_eq!(out["apiVersion"], "authorization.k8s.io/v1");
+        let url =
+            json!({ "spec": { "nonResourceAttributes": { "verb": "get", "path": "/version" } } });
+        assert_eq!(
+            self_subject_access_review(&url, &user, &chain)["status"]["allowed"],
+            true
+        );
+        let sar = json!({ "kind": "SubjectAccessReview", "spec": { "user": "system:kube-scheduler", "groups": ["system:authenticated"],
+            "resourceAttributes": { "verb": "create", "resource": "pods", "subresource": "binding", "namespace": "default" } } });
+        let out = subject_access_review(&sar, &chain);
+        assert_eq!(out["status"]["allowed"], true, "{out}");
+        assert_eq!(out["spec"]["user"], "system:kube-scheduler");
+    }
+
+    #[test]
+    fn rules_review_lists_resource_and_url_rules() {
+        let (objects, graph) = (policy(), NodeGraph::new());
+        let chain = Chain {
+            nodes: &graph,
+            rbac: &objects,
+        };
+        let user = UserInfo::authenticated("someone", vec![]);
+        let out = self_subject_rules_review(
+            &json!({ "spec": { "namespace": "default" } }),
+            &user,
+            &chain,
+        );
+        assert_eq!(out["kind"], "SelfSubjectRulesReview");
+        assert!(
+            out["status"]["resourceRules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["resources"]
+                    .to_string()
+                    .contains("selfsubjectaccessreviews"))
+        );
+        assert!(
+            out["status"]["nonResourceRules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["nonResourceURLs"].to_string().contains("/api"))
+        );
+        assert_eq!(out["status"]["incomplete"], false);
+    }
+
+    #[test]
+    fn token_review_reports_user_or_error() {
+        let req = json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": { "token": "good", "audiences": ["api"] } });
+        let auth = |token: &str, aud: &[String]| {
+            if token == "good" {
+                Ok((UserInfo::authenticated("bob", vec![]), aud.to_vec()))
+            } else {
+                Err(Error::Token("unknown".into()))
+            }
+        };
+        let out = token_review(&req, auth);
+        assert_eq!(out["status"]["authenticated"], true);
+        assert_eq!(out["status"]["user"]["username"], "bob");
+        assert_eq!(out["status"]["audiences"], json!(["api"]));
+        let bad = json!({ "spec": { "token": "bad" } });
+        let out = token_review(&bad, auth);
+        assert_eq!(out["status"]["authenticated"], false);
+        assert!(out["status"]["error"].as_str().unwrap().contains("unknown"));
+    }
+}
