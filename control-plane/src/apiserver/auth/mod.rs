@@ -2,8 +2,8 @@
 //!
 //! Authentication, first match wins; anonymous is off, so no match is a 401:
 //! 1. the TLS client certificate verified against the cluster CA ([`x509`]);
-//! 2. a bearer token: a service account JWT ([`service_account`]), then a bootstrap token
-//!    ([`bootstrap_token`]) looked up as a Secret in kube-system.
+//! 2. a bearer token ([`bearer`]): a service account JWT ([`service_account`]), then a
+//!    bootstrap token ([`bootstrap_token`]) looked up as a Secret in kube-system.
 //!
 //! Authorization ([`authorizer`]): `system:masters` is always allowed, then the Node
 //! authorizer ([`node`]), then RBAC ([`rbac`]); the first Allow or Deny decides, and no
@@ -11,7 +11,11 @@
 //! CA and certificates, [`kubeconfig`] the client configs, and [`reviews`] the
 //! authentication/authorization review APIs.
 
+// Tests unwrap freely; the library itself is linted without this (clippy --all-targets checks both).
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod authorizer;
+pub mod bearer;
 pub mod bootstrap_policy;
 pub mod bootstrap_token;
 pub mod error;

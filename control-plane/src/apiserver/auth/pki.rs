@@ -231,7 +231,7 @@ impl Pki {
 
     fn load_or_issue_serving(&self, hosts: &[String]) -> Result<CertPair> {
         if let Some(pair) = self.read_pair(SERVING_CRT, SERVING_KEY)?
-            && serving_still_valid(&pair.cert_pem, hosts)?
+            && serving_still_valid(&pair.cert_pem, &self.ca_der, hosts)?
         {
             return Ok(pair);
         }
@@ -255,7 +255,9 @@ impl Pki {
     }
 
     fn load_or_issue_admin(&self) -> Result<CertPair> {
-        if let Some(pair) = self.read_pair(ADMIN_CRT, ADMIN_KEY)? {
+        if let Some(pair) = self.read_pair(ADMIN_CRT, ADMIN_KEY)?
+            && pem_signed_by_ca(&pair.cert_pem, &self.ca_der)?
+        {
             return Ok(pair);
         }
         let pair = self.issue_client_cert(ADMIN_USER, &[MASTERS.to_string()], LEAF_VALIDITY)?;
@@ -350,17 +352,39 @@ fn asn1_time(unix: i64) -> Result<x509_parser::time::ASN1Time> {
         .map_err(|e| Error::Certificate(format!("time {unix} out of range: {e}")))
 }
 
-/// True when the serving certificate has exactly the SANs asked for and is not near expiry.
-fn serving_still_valid(cert_pem: &str, hosts: &[String]) -> Result<bool> {
+/// True when the serving certificate is signed by the current CA, has exactly the SANs asked
+/// for and is not near expiry.
+fn serving_still_valid(cert_pem: &str, ca_der: &[u8], hosts: &[String]) -> Result<bool> {
     let der = pem_to_der(cert_pem, "CERTIFICATE")?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der)
         .map_err(|e| Error::Certificate(format!("parsing the serving certificate: {e}")))?;
+    if !signed_by_ca(&cert, ca_der)? {
+        return Ok(false);
+    }
     let renew_at = cert.validity().not_after.timestamp() - RENEW_BEFORE.as_secs() as i64;
     if chrono::Utc::now().timestamp() >= renew_at {
         return Ok(false);
     }
     let wanted: BTreeSet<String> = hosts.iter().map(|h| normalize_host(h)).collect();
     Ok(cert_sans(&cert) == wanted)
+}
+
+/// True when `cert` carries a valid signature of the CA.
+fn signed_by_ca(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+    ca_der: &[u8],
+) -> Result<bool> {
+    let (_, ca) = x509_parser::parse_x509_certificate(ca_der)
+        .map_err(|e| Error::Certificate(format!("parsing the ca certificate: {e}")))?;
+    Ok(cert.verify_signature(Some(ca.public_key())).is_ok())
+}
+
+/// True when a PEM certificate carries a valid signature of the CA.
+fn pem_signed_by_ca(cert_pem: &str, ca_der: &[u8]) -> Result<bool> {
+    let der = pem_to_der(cert_pem, "CERTIFICATE")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| Error::Certificate(format!("parsing a certificate: {e}")))?;
+    signed_by_ca(&cert, ca_der)
 }
 
 fn normalize_host(host: &str) -> String {
@@ -511,6 +535,18 @@ mod tests {
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         assert!(cert_sans(&cert).contains("192.168.1.10"));
         assert!(cert_sans(&cert).contains("kubernetes.default.svc"));
+    }
+
+    #[test]
+    fn new_ca_reissues_the_serving_and_admin_certs() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Pki::load_or_create(dir.path(), &hosts()).unwrap();
+        fs::remove_file(first.dir().join(CA_CRT)).unwrap();
+        fs::remove_file(first.dir().join(CA_KEY)).unwrap();
+        let second = Pki::load_or_create(dir.path(), &hosts()).unwrap();
+        assert_ne!(first.ca_pem(), second.ca_pem());
+        assert_ne!(first.serving().cert_pem, second.serving().cert_pem);
+        assert_ne!(first.admin().cert_pem, second.admin().cert_pem);
     }
 
     #[test]
