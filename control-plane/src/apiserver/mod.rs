@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod auth;
 pub mod authn;
 pub mod authz;
 pub mod body;
