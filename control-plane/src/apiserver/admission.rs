@@ -9,7 +9,7 @@ use super::resources::ResourceInfo;
 use super::rest::{self, ObjectRef};
 use super::state::ApiState;
 use super::status::{ApiError, Target};
-use super::user::UserInfo;
+use super::auth::UserInfo;
 
 /// Namespaces that always exist (created at start) and may not be deleted.
 pub const IMMORTAL_NAMESPACES: &[&str] =

@@ -24,3 +24,25 @@ pub async fn ensure_system_namespaces(state: &ApiState) -> Result<(), ApiError> 
     }
     Ok(())
 }
+
+/// Creates the bootstrap ClusterRoles and ClusterRoleBindings that are missing.
+pub async fn ensure_rbac_policy(state: &ApiState) -> Result<(), ApiError> {
+    let catalog = state.catalog();
+    let kinds = [
+        ("clusterroles", super::auth::bootstrap_policy::cluster_roles()),
+        ("clusterrolebindings", super::auth::bootstrap_policy::cluster_role_bindings()),
+    ];
+    for (plural, objects) in kinds {
+        let Some(resource) = catalog.lookup("rbac.authorization.k8s.io", "v1", plural) else {
+            continue;
+        };
+        for object in objects {
+            match rest::create(state, resource, "", object, &WriteOptions::default()).await {
+                Ok(_) => {}
+                Err(error) if error.code == 409 => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(())
+}

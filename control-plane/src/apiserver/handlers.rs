@@ -19,7 +19,7 @@ use super::rest::{self, DeleteOptions, Deleted, ObjectRef, WriteOptions};
 use super::selection::Selection;
 use super::state::ApiState;
 use super::status::{ApiError, Target, success_status};
-use super::user::UserInfo;
+use super::auth::UserInfo;
 use super::watch;
 
 /// Everything a resource handler needs about the request.

@@ -31,6 +31,7 @@ pub mod request;
 pub mod resources;
 pub mod rest;
 pub mod selection;
+pub mod security;
 pub mod selectors;
 pub mod server;
 pub mod state;
@@ -38,7 +39,7 @@ pub mod status;
 pub mod strategy;
 pub mod subresources;
 pub mod table;
-pub mod user;
+
 pub mod validation;
 pub mod watch;
 pub mod watch_cache;
@@ -95,15 +96,19 @@ pub async fn run(
     let mut config = config;
     config.secure_port = address.port();
     let catalog = catalog::Catalog::new(resources::builtin_resources());
+    let security = security::load_or_create(&config, address)?;
+    let tls = security::tls_acceptor(&security.pki)?;
     let compaction_interval = config.compaction_interval;
-    let state = Arc::new(state::ApiState::new(store.clone(), cache, config, catalog));
+    let state = Arc::new(state::ApiState::new(store.clone(), cache, config, catalog, Some(security)));
     bootstrap::ensure_system_namespaces(&state).await.map_err(|e| Error::Setup(e.to_string()))?;
+    bootstrap::ensure_rbac_policy(&state).await.map_err(|e| Error::Setup(e.to_string()))?;
     tokio::spawn(compaction::run(store, compaction_interval, shutdown.clone()));
     tokio::spawn(namespace_lifecycle::run(state.clone(), shutdown.clone()));
+    tokio::spawn(security::feed_node_graph(state.clone(), shutdown.clone()));
     tracing::info!(%address, "keel-apiserver serving");
     if let Some(ready) = ready {
         let _ = ready.send(Serving { address });
     }
-    server::serve(state, listener, None, shutdown).await;
+    server::serve(state, listener, Some(tls), shutdown).await;
     Ok(())
 }

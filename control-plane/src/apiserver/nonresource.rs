@@ -12,7 +12,7 @@ use super::discovery;
 use super::request::RequestInfo;
 use super::state::ApiState;
 use super::status::ApiError;
-use super::user::UserInfo;
+use super::auth::UserInfo;
 
 pub async fn serve(
     state: &Arc<ApiState>,

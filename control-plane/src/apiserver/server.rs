@@ -18,7 +18,7 @@ use super::nonresource;
 use super::request::{Query, RequestInfo};
 use super::state::ApiState;
 use super::status::ApiError;
-use super::user::UserInfo;
+use super::auth::UserInfo;
 
 /// Serves connections from `listener` until `shutdown`.
 pub async fn serve(

@@ -1,40 +1,59 @@
 //! `ApiState`: what every request handler shares — the store, the watch cache, the catalog of
-//! served resources, and the apiserver's configuration. Built once by `run`.
+//! served resources, the apiserver's configuration and its security material (PKI, token
+//! signer, the Node authorizer's graph). Built once by `run`.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
+use super::auth::{NodeGraph, Pki, TokenSigner};
 use super::catalog::Catalog;
 use super::config::Config;
 use super::watch_cache::WatchCache;
 use crate::storage::Store;
 
+/// The certificates and keys of the cluster.
+pub struct Security {
+    pub pki: Pki,
+    pub signer: TokenSigner,
+}
+
 pub struct ApiState {
     pub store: Store,
     pub cache: WatchCache,
     pub config: Config,
+    pub security: Option<Security>,
     catalog: RwLock<Arc<Catalog>>,
+    node_graph: RwLock<NodeGraph>,
 }
 
 impl ApiState {
-    pub fn new(store: Store, cache: WatchCache, config: Config, catalog: Catalog) -> ApiState {
+    pub fn new(store: Store, cache: WatchCache, config: Config, catalog: Catalog, security: Option<Security>) -> ApiState {
         ApiState {
             store,
             cache,
             config,
+            security,
             catalog: RwLock::new(Arc::new(catalog)),
+            node_graph: RwLock::new(NodeGraph::new()),
         }
     }
 
     /// The resources served now.
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.catalog.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Swaps in a new catalog (after a CRD change).
     pub fn set_catalog(&self, catalog: Catalog) {
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+    }
+
+    /// Which node may read what, for the Node authorizer.
+    pub fn node_graph(&self) -> RwLockReadGuard<'_, NodeGraph> {
+        self.node_graph.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the node graph (fed from pod and PVC events).
+    pub fn update_node_graph(&self, change: impl FnOnce(&mut NodeGraph)) {
+        change(&mut self.node_graph.write().unwrap_or_else(|p| p.into_inner()));
     }
 }
