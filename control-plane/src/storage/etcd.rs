@@ -1,0 +1,711 @@
+//! The etcd v3 backend: maps the storage contract onto etcd ranges, transactions, watches and
+//! compaction, with every key stored under a fixed prefix. Requests that fail for transient
+//! reasons (a member down, a leader change) are retried for a bounded time, and watches
+//! reconnect from the last revision they delivered, so the store keeps working while one member
+//! of a cluster is lost.
+//!
+//! Known limit: a create whose answer is lost after etcd applied it is retried and then fails
+//! with `AlreadyExists` (etcd transactions are not idempotent).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions,
+    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+};
+use tokio::sync::mpsc;
+
+use crate::storage::{
+    Error, EventKind, KeyValue, ListResult, Result, Revision, WatchEvent, WatchStream,
+};
+
+/// How long a request keeps being retried while etcd is unavailable.
+const RETRY_FOR: Duration = Duration::from_secs(15);
+/// How long a watch keeps trying to reconnect without delivering anything.
+const WATCH_RECONNECT_FOR: Duration = Duration::from_secs(30);
+const WATCH_BUFFER: usize = 256;
+
+/// gRPC status codes (the standard numbering) that a retry may cure.
+const GRPC_CANCELLED: i32 = 1;
+const GRPC_UNKNOWN: i32 = 2;
+const GRPC_DEADLINE_EXCEEDED: i32 = 4;
+const GRPC_RESOURCE_EXHAUSTED: i32 = 8;
+const GRPC_ABORTED: i32 = 10;
+const GRPC_INTERNAL: i32 = 13;
+const GRPC_UNAVAILABLE: i32 = 14;
+
+/// A handle on an etcd cluster; clones share the connections.
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+    prefix: String,
+}
+
+/// Why an etcd request failed, as far as the contract cares.
+#[derive(Debug, PartialEq, Eq)]
+enum Failure {
+    Compacted,
+    FutureRevision,
+    Transient(String),
+    Rejected(String),
+}
+
+impl EtcdStore {
+    /// Connects to the cluster at `endpoints` (all members, for failover); keys live under
+    /// `prefix`. Fails with `Unavailable` when no member answers within the retry time.
+    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdStore> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(5))
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| {
+                Error::Unavailable(format!(
+                    "connecting to etcd at {}: {e}",
+                    endpoints.join(",")
+                ))
+            })?;
+        let store = EtcdStore {
+            client,
+            prefix: prefix.to_string(),
+        };
+        store.current_revision().await?;
+        Ok(store)
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        let full = self.full_key(key);
+        let mut resp = self
+            .retry("get", || {
+                let mut kv = self.client.kv_client();
+                let full = full.clone();
+                async move { kv.get(full, None).await }
+            })
+            .await
+            .map_err(|f| failure_error("get", f))?;
+        resp.take_kvs()
+            .into_iter()
+            .next()
+            .map(|kv| self.to_key_value(kv))
+            .transpose()
+    }
+
+    pub async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        at_revision: Option<Revision>,
+    ) -> Result<ListResult> {
+        let at = at_revision.filter(|at| *at > 0);
+        let full_prefix = self.full_key(prefix);
+        let start = match start_after {
+            Some(after) if after >= prefix => [self.full_key(after), vec![0]].concat(),
+            _ => range_start(&full_prefix),
+        };
+        let mut options = GetOptions::new().with_range(prefix_end(&full_prefix));
+        if limit > 0 {
+            options = options.with_limit(
+                i64::try_from(limit)
+                    .unwrap_or(i64::MAX - 1)
+                    .saturating_add(1),
+            );
+        }
+        if let Some(at) = at {
+            options = options.with_revision(at);
+        }
+        let result = self
+            .retry("list", || {
+                let mut kv = self.client.kv_client();
+                let (start, options) = (start.clone(), options.clone());
+                async move { kv.get(start, Some(options)).await }
+            })
+            .await;
+        let mut resp = match result {
+            Ok(resp) => resp,
+            Err(failure) => {
+                return Err(self.revision_error("list", failure, at.unwrap_or(0)).await);
+            }
+        };
+        let revision = match at {
+            Some(at) => at,
+            None => header_revision(resp.header())?,
+        };
+        let mut items = resp
+            .take_kvs()
+            .into_iter()
+            .map(|kv| self.to_key_value(kv))
+            .collect::<Result<Vec<_>>>()?;
+        let more = limit > 0 && items.len() > limit;
+        items.truncate(if limit > 0 { limit } else { items.len() });
+        Ok(ListResult {
+            items,
+            revision,
+            more,
+        })
+    }
+
+    pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
+        let full = self.full_key(key);
+        let resp = self
+            .txn("create", || {
+                Txn::new()
+                    .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(full.clone(), value.clone(), None)])
+            })
+            .await?;
+        if !resp.succeeded() {
+            return Err(Error::AlreadyExists {
+                key: key.to_string(),
+            });
+        }
+        let revision = header_revision(resp.header())?;
+        Ok(KeyValue {
+            key: key.to_string(),
+            value,
+            create_revision: revision,
+            mod_revision: revision,
+        })
+    }
+
+    pub async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected_mod_revision: Revision,
+    ) -> Result<KeyValue> {
+        let full = self.full_key(key);
+        let resp = self
+            .txn("update", || {
+                Txn::new()
+                    .when([
+                        Compare::version(full.clone(), CompareOp::Greater, 0),
+                        Compare::mod_revision(
+                            full.clone(),
+                            CompareOp::Equal,
+                            expected_mod_revision,
+                        ),
+                    ])
+                    .and_then([TxnOp::put(
+                        full.clone(),
+                        value.clone(),
+                        Some(PutOptions::new().with_prev_key()),
+                    )])
+                    .or_else([TxnOp::get(full.clone(), None)])
+            })
+            .await?;
+        if !resp.succeeded() {
+            return Err(self.condition_failure(key, expected_mod_revision, &resp));
+        }
+        let revision = header_revision(resp.header())?;
+        let create_revision = match resp.op_responses().into_iter().next() {
+            Some(TxnOpResponse::Put(put)) => put.prev_key().map(|p| p.create_revision()),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            Error::Corrupt(format!(
+                "etcd update of {key}: no previous value in the answer"
+            ))
+        })?;
+        Ok(KeyValue {
+            key: key.to_string(),
+            value,
+            create_revision,
+            mod_revision: revision,
+        })
+    }
+
+    pub async fn delete(
+        &self,
+        key: &str,
+        expected_mod_revision: Option<Revision>,
+    ) -> Result<KeyValue> {
+        let full = self.full_key(key);
+        let resp = self
+            .txn("delete", || {
+                let mut compares = vec![Compare::version(full.clone(), CompareOp::Greater, 0)];
+                if let Some(expected) = expected_mod_revision {
+                    compares.push(Compare::mod_revision(
+                        full.clone(),
+                        CompareOp::Equal,
+                        expected,
+                    ));
+                }
+                Txn::new()
+                    .when(compares)
+                    .and_then([TxnOp::delete(
+                        full.clone(),
+                        Some(DeleteOptions::new().with_prev_key()),
+                    )])
+                    .or_else([TxnOp::get(full.clone(), None)])
+            })
+            .await?;
+        if !resp.succeeded() {
+            return Err(self.condition_failure(key, expected_mod_revision.unwrap_or(0), &resp));
+        }
+        let revision = header_revision(resp.header())?;
+        let deleted = match resp.op_responses().into_iter().next() {
+            Some(TxnOpResponse::Delete(mut delete)) => delete.take_prev_kvs().into_iter().next(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            Error::Corrupt(format!(
+                "etcd delete of {key}: no deleted value in the answer"
+            ))
+        })?;
+        let deleted = self.to_key_value(deleted)?;
+        Ok(KeyValue {
+            mod_revision: revision,
+            ..deleted
+        })
+    }
+
+    /// Streams changes under `prefix` after `after_revision`; reconnects (from the last
+    /// delivered revision) when the member serving it is lost.
+    pub async fn watch(&self, prefix: &str, after_revision: Revision) -> Result<WatchStream> {
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let watcher = Watcher {
+            store: self.clone(),
+            full_prefix: self.full_key(prefix),
+            after: after_revision,
+            tx,
+        };
+        tokio::spawn(watcher.run());
+        Ok(rx)
+    }
+
+    /// Compacts history at and below `revision`; compacting an already compacted revision is a
+    /// no-op.
+    pub async fn compact(&self, revision: Revision) -> Result<()> {
+        let result = self
+            .retry("compact", || {
+                let mut kv = self.client.kv_client();
+                async move { kv.compact(revision, None).await }
+            })
+            .await;
+        match result {
+            Ok(_) | Err(Failure::Compacted) => Ok(()),
+            Err(failure) => Err(self.revision_error("compact", failure, revision).await),
+        }
+    }
+
+    pub async fn current_revision(&self) -> Result<Revision> {
+        let key = range_start(&self.full_key(""));
+        let resp = self
+            .retry("read the revision", || {
+                let mut kv = self.client.kv_client();
+                let key = key.clone();
+                async move { kv.get(key, Some(GetOptions::new().with_count_only())).await }
+            })
+            .await
+            .map_err(|f| failure_error("read the revision", f))?;
+        header_revision(resp.header())
+    }
+
+    pub async fn count(&self, prefix: &str) -> Result<u64> {
+        let full_prefix = self.full_key(prefix);
+        let start = range_start(&full_prefix);
+        let options = GetOptions::new()
+            .with_range(prefix_end(&full_prefix))
+            .with_count_only();
+        let resp = self
+            .retry("count", || {
+                let mut kv = self.client.kv_client();
+                let (start, options) = (start.clone(), options.clone());
+                async move { kv.get(start, Some(options)).await }
+            })
+            .await
+            .map_err(|f| failure_error("count", f))?;
+        u64::try_from(resp.count())
+            .map_err(|_| Error::Corrupt(format!("etcd count of {prefix}: negative count")))
+    }
+
+    fn full_key(&self, key: &str) -> Vec<u8> {
+        [self.prefix.as_bytes(), key.as_bytes()].concat()
+    }
+
+    fn to_key_value(&self, kv: etcd_client::KeyValue) -> Result<KeyValue> {
+        let (create_revision, mod_revision) = (kv.create_revision(), kv.mod_revision());
+        let (key, value) = kv.into_key_value();
+        Ok(KeyValue {
+            key: strip_prefix(&self.prefix, key)?,
+            value,
+            create_revision,
+            mod_revision,
+        })
+    }
+
+    /// Why a conditional update/delete failed, from the `get` run in its else branch.
+    fn condition_failure(&self, key: &str, expected: Revision, resp: &TxnResponse) -> Error {
+        let current = match resp.op_responses().into_iter().next() {
+            Some(TxnOpResponse::Get(get)) => get.kvs().first().map(|kv| kv.mod_revision()),
+            _ => None,
+        };
+        match current {
+            None => Error::NotFound {
+                key: key.to_string(),
+            },
+            Some(actual) => Error::Conflict {
+                key: key.to_string(),
+                expected,
+                actual,
+            },
+        }
+    }
+
+    async fn txn(&self, what: &'static str, build: impl Fn() -> Txn) -> Result<TxnResponse> {
+        self.retry(what, || {
+            let mut kv = self.client.kv_client();
+            let txn = build();
+            async move { kv.txn(txn).await }
+        })
+        .await
+        .map_err(|f| failure_error(what, f))
+    }
+
+    /// Runs `request` until it succeeds, fails for good, or `RETRY_FOR` has passed.
+    async fn retry<T, F, Fut>(&self, what: &str, mut request: F) -> std::result::Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let deadline = Instant::now() + RETRY_FOR;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match request().await.map_err(classify) {
+                Err(Failure::Transient(reason)) if Instant::now() < deadline => {
+                    tracing::debug!(what, %reason, "etcd request failed, retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The error for a failed read or compaction at `requested`.
+    async fn revision_error(&self, what: &str, failure: Failure, requested: Revision) -> Error {
+        match failure {
+            Failure::Compacted => {
+                let compacted = self.compacted_revision().await.unwrap_or(requested);
+                Error::Compacted {
+                    requested,
+                    compacted,
+                }
+            }
+            Failure::FutureRevision => {
+                let current = self.current_revision().await.unwrap_or(0);
+                Error::FutureRevision { requested, current }
+            }
+            other => failure_error(what, other),
+        }
+    }
+
+    /// The revision etcd has compacted to: a watch from revision 1 is refused with it.
+    async fn compacted_revision(&self) -> Option<Revision> {
+        let mut watch_client = self.client.watch_client();
+        let options = WatchOptions::new().with_start_revision(1);
+        let probe = async move {
+            let mut stream = watch_client
+                .watch(range_start(&self.full_key("")), Some(options))
+                .await
+                .ok()?;
+            loop {
+                let resp = stream.message().await.ok()??;
+                if resp.compact_revision() > 0 {
+                    return Some(resp.compact_revision());
+                }
+                if !resp.events().is_empty() || resp.canceled() {
+                    return Some(0);
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(2), probe)
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// The task behind one etcd watch stream.
+struct Watcher {
+    store: EtcdStore,
+    full_prefix: Vec<u8>,
+    after: Revision,
+    tx: mpsc::Sender<Result<WatchEvent>>,
+}
+
+/// How one etcd watch connection ended.
+enum WatchEnd {
+    /// The consumer went away or the watch failed for good (already reported).
+    Finished,
+    /// The connection broke; `delivered` says whether it got anything through.
+    Broken { delivered: bool, reason: String },
+}
+
+impl Watcher {
+    async fn run(mut self) {
+        let mut trying_since = Instant::now();
+        loop {
+            match self.follow().await {
+                WatchEnd::Finished => return,
+                WatchEnd::Broken { delivered, reason } => {
+                    if delivered {
+                        trying_since = Instant::now();
+                    }
+                    if trying_since.elapsed() > WATCH_RECONNECT_FOR {
+                        let _ = self
+                            .tx
+                            .send(Err(Error::Unavailable(format!(
+                                "etcd watch lost: {reason}"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    tracing::debug!(%reason, after = self.after, "etcd watch broke, reconnecting");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Opens one etcd watch from `after + 1` and forwards it until it ends.
+    async fn follow(&mut self) -> WatchEnd {
+        let options = WatchOptions::new()
+            .with_range(prefix_end(&self.full_prefix))
+            .with_start_revision(self.after + 1)
+            .with_prev_key();
+        let mut watch_client = self.store.client.watch_client();
+        let opened = tokio::select! {
+            _ = self.tx.closed() => return WatchEnd::Finished,
+            opened = watch_client.watch(range_start(&self.full_prefix), Some(options)) => opened,
+        };
+        let mut stream = match opened {
+            Ok(stream) => stream,
+            Err(e) => {
+                return WatchEnd::Broken {
+                    delivered: false,
+                    reason: e.to_string(),
+                };
+            }
+        };
+        let mut delivered = false;
+        loop {
+            let message = tokio::select! {
+                _ = self.tx.closed() => return WatchEnd::Finished,
+                message = stream.message() => message,
+            };
+            let resp = match message {
+                Ok(Some(resp)) => resp,
+                Ok(None) => {
+                    return WatchEnd::Broken {
+                        delivered,
+                        reason: "stream ended".into(),
+                    };
+                }
+                Err(e) => {
+                    return WatchEnd::Broken {
+                        delivered,
+                        reason: e.to_string(),
+                    };
+                }
+            };
+            if resp.compact_revision() > 0 {
+                let compacted = Error::Compacted {
+                    requested: self.after,
+                    compacted: resp.compact_revision(),
+                };
+                let _ = self.tx.send(Err(compacted)).await;
+                return WatchEnd::Finished;
+            }
+            if resp.canceled() {
+                return WatchEnd::Broken {
+                    delivered,
+                    reason: format!("canceled: {}", resp.cancel_reason()),
+                };
+            }
+            for event in resp.events() {
+                let event = match self.to_watch_event(event) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        let _ = self.tx.send(Err(e)).await;
+                        return WatchEnd::Finished;
+                    }
+                };
+                let revision = event.kv.mod_revision;
+                if self.tx.send(Ok(event)).await.is_err() {
+                    return WatchEnd::Finished;
+                }
+                self.after = revision;
+                delivered = true;
+            }
+        }
+    }
+
+    fn to_watch_event(&self, event: &etcd_client::Event) -> Result<WatchEvent> {
+        let kv = event
+            .kv()
+            .cloned()
+            .ok_or_else(|| Error::Corrupt("etcd watch event without a key".into()))?;
+        let kv = self.store.to_key_value(kv)?;
+        let prev = event
+            .prev_kv()
+            .cloned()
+            .map(|p| self.store.to_key_value(p))
+            .transpose()?;
+        Ok(match event.event_type() {
+            EventType::Put => WatchEvent {
+                kind: EventKind::Put,
+                kv,
+                prev,
+            },
+            EventType::Delete => {
+                let deleted = match &prev {
+                    Some(p) => KeyValue {
+                        mod_revision: kv.mod_revision,
+                        ..p.clone()
+                    },
+                    None => kv,
+                };
+                WatchEvent {
+                    kind: EventKind::Delete,
+                    kv: deleted,
+                    prev,
+                }
+            }
+        })
+    }
+}
+
+fn classify(err: etcd_client::Error) -> Failure {
+    match err {
+        etcd_client::Error::GRpcStatus(status) => {
+            let message = status.message();
+            if message.contains("required revision has been compacted") {
+                Failure::Compacted
+            } else if message.contains("required revision is a future revision") {
+                Failure::FutureRevision
+            } else if is_transient_code(status.code() as i32) {
+                Failure::Transient(status.to_string())
+            } else {
+                Failure::Rejected(status.to_string())
+            }
+        }
+        err @ (etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_)) => {
+            Failure::Transient(err.to_string())
+        }
+        other => Failure::Rejected(other.to_string()),
+    }
+}
+
+fn is_transient_code(code: i32) -> bool {
+    matches!(
+        code,
+        GRPC_CANCELLED
+            | GRPC_UNKNOWN
+            | GRPC_DEADLINE_EXCEEDED
+            | GRPC_RESOURCE_EXHAUSTED
+            | GRPC_ABORTED
+            | GRPC_INTERNAL
+            | GRPC_UNAVAILABLE
+    )
+}
+
+/// The error for a failure outside reads at a revision.
+fn failure_error(what: &str, failure: Failure) -> Error {
+    match failure {
+        Failure::Transient(reason) => Error::Unavailable(format!("etcd {what}: {reason}")),
+        Failure::Rejected(reason) => Error::Corrupt(format!("etcd {what} rejected: {reason}")),
+        Failure::Compacted => Error::Corrupt(format!("etcd {what}: unexpected compacted revision")),
+        Failure::FutureRevision => {
+            Error::Corrupt(format!("etcd {what}: unexpected future revision"))
+        }
+    }
+}
+
+fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revision> {
+    header
+        .map(|h| h.revision())
+        .ok_or_else(|| Error::Corrupt("etcd answer without a header".into()))
+}
+
+/// The first key of a range over `full_prefix` (etcd refuses an empty key).
+fn range_start(full_prefix: &[u8]) -> Vec<u8> {
+    if full_prefix.is_empty() {
+        vec![0]
+    } else {
+        full_prefix.to_vec()
+    }
+}
+
+/// The end (exclusive) of the range of keys starting with `prefix`; `[0]` means "to the end of
+/// the keyspace" to etcd.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+fn strip_prefix(prefix: &str, key: Vec<u8>) -> Result<String> {
+    let stripped = key.strip_prefix(prefix.as_bytes()).ok_or_else(|| {
+        Error::Corrupt(format!(
+            "etcd key {} is outside prefix {prefix}",
+            String::from_utf8_lossy(&key)
+        ))
+    })?;
+    String::from_utf8(stripped.to_vec()).map_err(|_| {
+        Error::Corrupt(format!(
+            "etcd key {} is not utf-8",
+            String::from_utf8_lossy(&key)
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_increments_the_last_byte_below_ff() {
+        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
+        assert_eq!(prefix_end(&[b'a', 0xff, 0xff]), b"b".to_vec());
+        assert_eq!(prefix_end(&[0xff]), vec![0]);
+        assert_eq!(prefix_end(b""), vec![0]);
+    }
+
+    #[test]
+    fn range_start_is_never_empty() {
+        assert_eq!(range_start(b""), vec![0]);
+        assert_eq!(range_start(b"/k"), b"/k".to_vec());
+    }
+
+    #[test]
+    fn keys_outside_the_prefix_or_not_utf8_are_corrupt() {
+        assert_eq!(
+            strip_prefix("/keel", b"/keel/a".to_vec()).ok(),
+            Some("/a".to_string())
+        );
+        assert!(matches!(
+            strip_prefix("/keel", b"/other".to_vec()),
+            Err(Error::Corrupt(_))
+        ));
+        assert!(matches!(
+            strip_prefix("", vec![0xff]),
+            Err(Error::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn transient_failures_become_unavailable() {
+        let err = failure_error("get", Failure::Transient("connection refused".into()));
+        assert!(err.is_transient());
+        assert!(!failure_error("get", Failure::Rejected("bad".into())).is_transient());
+    }
+}
