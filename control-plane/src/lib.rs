@@ -5,3 +5,4 @@
 //! object semantics, watch cache, discovery). Binaries are thin: see `src/bin/`.
 
 pub mod apiserver;
+pub mod storage;

@@ -89,11 +89,21 @@ pub enum Error {
     #[error("key {key} already exists")]
     AlreadyExists { key: String },
     #[error("key {key} was modified: expected revision {expected}, found {actual}")]
-    Conflict { key: String, expected: Revision, actual: Revision },
+    Conflict {
+        key: String,
+        expected: Revision,
+        actual: Revision,
+    },
     #[error("revision {requested} has been compacted (compacted up to {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     #[error("revision {requested} is in the future (current {current})")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     #[error("watch consumer fell too far behind")]
     WatchLagged,
     #[error("storage unavailable: {0}")]
@@ -101,7 +111,10 @@ pub enum Error {
     #[error("storage corrupt: {0}")]
     Corrupt(String),
     #[error("storage I/O on {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -156,11 +169,20 @@ impl Store {
         dispatch!(self, s => s.create(key, value).await)
     }
 
-    pub async fn update(&self, key: &str, value: Vec<u8>, expected_mod_revision: Revision) -> Result<KeyValue> {
+    pub async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected_mod_revision: Revision,
+    ) -> Result<KeyValue> {
         dispatch!(self, s => s.update(key, value, expected_mod_revision).await)
     }
 
-    pub async fn delete(&self, key: &str, expected_mod_revision: Option<Revision>) -> Result<KeyValue> {
+    pub async fn delete(
+        &self,
+        key: &str,
+        expected_mod_revision: Option<Revision>,
+    ) -> Result<KeyValue> {
         dispatch!(self, s => s.delete(key, expected_mod_revision).await)
     }
 
