@@ -20,6 +20,9 @@ use crate::storage::{
     Error, EventKind, KeyValue, ListResult, Result, Revision, WatchEvent, WatchStream,
 };
 
+/// How long one request may take before it is retried: short, because a request caught by the
+/// loss of the leader otherwise waits for etcd's own, much longer, request timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a request keeps being retried while etcd is unavailable.
 const RETRY_FOR: Duration = Duration::from_secs(15);
 /// How long a watch keeps trying to reconnect without delivering anything.
@@ -57,7 +60,7 @@ impl EtcdStore {
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdStore> {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
-            .with_timeout(Duration::from_secs(5))
+            .with_timeout(REQUEST_TIMEOUT)
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
         let client = Client::connect(endpoints, Some(options))
             .await
