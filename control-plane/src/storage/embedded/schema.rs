@@ -17,8 +17,10 @@ pub(crate) const LATEST: TableDefinition<&str, (i64, i64, &[u8])> = TableDefinit
 
 /// revision -> (kind, key, new value, new create_revision, prev create_revision,
 /// prev mod_revision (0 = no previous value), prev value).
-pub(crate) const LOG: TableDefinition<i64, (u8, &str, &[u8], i64, i64, i64, &[u8])> =
-    TableDefinition::new("log");
+pub(crate) const LOG: TableDefinition<i64, LogRow<'static>> = TableDefinition::new("log");
+
+/// The columns of a `LOG` row, in the order of the doc above.
+type LogRow<'a> = (u8, &'a str, &'a [u8], i64, i64, i64, &'a [u8]);
 
 /// name -> revision.
 pub(crate) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
@@ -45,8 +47,6 @@ pub(crate) struct LogRecord {
     /// The key before the write.
     pub prev: KeyState,
 }
-
-type LogRow<'a> = (u8, &'a str, &'a [u8], i64, i64, i64, &'a [u8]);
 
 impl LogRecord {
     /// The row stored in `LOG` for this record.
