@@ -161,6 +161,9 @@ pub(crate) fn read_meta(
 /// Maps a redb error on the database at `path` onto the storage error (I/O stays I/O).
 pub(crate) fn db_error(path: &str, context: &str, err: impl Into<redb::Error>) -> Error {
     match err.into() {
+        redb::Error::DatabaseAlreadyOpen => Error::Unavailable(format!(
+            "{context}: {path} is already open (by another process or store)"
+        )),
         redb::Error::Io(source) => Error::Io {
             path: path.to_string(),
             source,
