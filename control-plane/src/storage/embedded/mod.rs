@@ -20,8 +20,23 @@ use self::snapshot::Snapshot;
 use self::writer::{CommittedBatch, Request, WriteOp, Writer};
 use crate::storage::{Error, KeyValue, ListResult, Result, Revision, WatchStream};
 
-/// Committed batches kept for watchers that are behind before they lag.
-const LIVE_BUFFER: usize = 4096;
+/// Tuning of the embedded store; `open` uses the defaults.
+#[derive(Clone, Debug)]
+pub struct EmbeddedOptions {
+    /// Committed batches kept for watchers that are behind; one further behind has lagged.
+    pub live_buffer: usize,
+    /// Events buffered in each watch stream before its task waits for the consumer.
+    pub watch_buffer: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> EmbeddedOptions {
+        EmbeddedOptions {
+            live_buffer: 4096,
+            watch_buffer: 256,
+        }
+    }
+}
 
 /// A handle on the embedded store; clones share one database and one writer thread.
 #[derive(Clone)]
@@ -36,6 +51,7 @@ struct Inner {
     requests: Option<mpsc::UnboundedSender<Request>>,
     committed: broadcast::Sender<CommittedBatch>,
     writer: Option<JoinHandle<()>>,
+    options: EmbeddedOptions,
 }
 
 impl Drop for Inner {
@@ -51,8 +67,13 @@ impl Drop for Inner {
 impl EmbeddedStore {
     /// Opens `dir/store.redb`, creating the directory and the file when missing.
     pub async fn open(dir: &Path) -> Result<EmbeddedStore> {
+        EmbeddedStore::open_with(dir, EmbeddedOptions::default()).await
+    }
+
+    /// `open` with explicit tuning.
+    pub async fn open_with(dir: &Path, options: EmbeddedOptions) -> Result<EmbeddedStore> {
         let dir = dir.to_path_buf();
-        run_blocking(move || open_blocking(&dir)).await?
+        run_blocking(move || open_blocking(&dir, options)).await?
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
@@ -113,30 +134,39 @@ impl EmbeddedStore {
     pub async fn watch(&self, prefix: &str, after_revision: Revision) -> Result<WatchStream> {
         // Subscribe before reading history so no commit falls between the two.
         let live = self.inner.committed.subscribe();
-        let prefix = prefix.to_string();
-        let start = self
-            .read(move |snapshot| {
-                let revisions = snapshot.revisions()?;
-                if after_revision < revisions.compacted {
-                    return Err(Error::Compacted {
-                        requested: after_revision,
-                        compacted: revisions.compacted,
-                    });
-                }
-                let history = snapshot.history(after_revision)?;
-                Ok(watch::Start {
-                    prefix,
+        match self.replay_chunk(after_revision).await {
+            Ok(first) => {
+                let watch = watch::Watch {
+                    prefix: prefix.to_string(),
                     after: after_revision,
-                    history,
-                    read_at: revisions.current,
-                })
-            })
-            .await;
-        match start {
-            Ok(start) => Ok(watch::spawn(start, live)),
+                    buffer: self.inner.options.watch_buffer,
+                };
+                Ok(watch::spawn(watch, first, self.clone(), live))
+            }
             Err(err @ Error::Compacted { .. }) => Ok(watch::failed_stream(err)),
             Err(err) => Err(err),
         }
+    }
+
+    /// The next records of history after `after` for a watch, from one snapshot.
+    pub(crate) async fn replay_chunk(&self, after: Revision) -> Result<watch::Replay> {
+        self.read(move |snapshot| {
+            let revisions = snapshot.revisions()?;
+            if after < revisions.compacted {
+                return Err(Error::Compacted {
+                    requested: after,
+                    compacted: revisions.compacted,
+                });
+            }
+            let records = snapshot.history(after, watch::REPLAY_CHUNK)?;
+            let complete = records.len() < watch::REPLAY_CHUNK;
+            Ok(watch::Replay {
+                records,
+                read_at: revisions.current,
+                complete,
+            })
+        })
+        .await
     }
 
     pub async fn compact(&self, revision: Revision) -> Result<()> {
@@ -194,7 +224,7 @@ async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
         .map_err(|e| Error::Unavailable(format!("embedded store task failed: {e}")))
 }
 
-fn open_blocking(dir: &Path) -> Result<EmbeddedStore> {
+fn open_blocking(dir: &Path, options: EmbeddedOptions) -> Result<EmbeddedStore> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.display().to_string(),
         source,
@@ -206,7 +236,7 @@ fn open_blocking(dir: &Path) -> Result<EmbeddedStore> {
     create_tables(&db).map_err(|e| schema::db_error(&path, "creating tables", e))?;
     let db = Arc::new(db);
     let (requests, receiver) = mpsc::unbounded_channel();
-    let (committed, _) = broadcast::channel(LIVE_BUFFER);
+    let (committed, _) = broadcast::channel(options.live_buffer.max(1));
     let writer = Writer {
         db: db.clone(),
         path: path.clone(),
@@ -227,6 +257,7 @@ fn open_blocking(dir: &Path) -> Result<EmbeddedStore> {
             requests: Some(requests),
             committed,
             writer: Some(writer),
+            options,
         }),
     })
 }

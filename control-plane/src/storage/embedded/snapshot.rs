@@ -162,12 +162,12 @@ impl<'p> Snapshot<'p> {
         Ok(())
     }
 
-    /// Every log record with revision > `after`, oldest first.
-    pub(crate) fn history(&self, after: Revision) -> Result<Vec<LogRecord>, Error> {
+    /// The first `max` log records with revision > `after`, oldest first.
+    pub(crate) fn history(&self, after: Revision, max: usize) -> Result<Vec<LogRecord>, Error> {
         let read = || -> Result<Vec<LogRecord>, redb::Error> {
             let log = self.txn.open_table(LOG)?;
             let mut records = Vec::new();
-            for entry in log.range::<i64>(after.saturating_add(1)..)? {
+            for entry in log.range::<i64>(after.saturating_add(1)..)?.take(max) {
                 let (revision, row) = entry?;
                 let record = LogRecord::from_row(revision.value(), row.value())
                     .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
