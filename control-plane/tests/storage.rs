@@ -14,7 +14,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use keel_control_plane::storage::{EventKind, Revision, Store};
+use keel_control_plane::storage::{
+    EmbeddedOptions, EmbeddedStore, Error, EventKind, Revision, Store,
+};
 
 use crate::etcd_process::{Cluster, etcd_available};
 
@@ -210,6 +212,112 @@ fn embedded_keeps_every_acknowledged_write_across_sigkill() {
             "{} acknowledged writes survived SIGKILL; revision continues at {}",
             acked.len(),
             next.mod_revision
+        );
+    });
+}
+
+#[test]
+fn embedded_watch_that_falls_behind_gets_lagged_and_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    block_on(async {
+        let options = EmbeddedOptions {
+            live_buffer: 4,
+            watch_buffer: 8,
+        };
+        let store = Store::Embedded(
+            EmbeddedStore::open_with(dir.path(), options)
+                .await
+                .expect("open"),
+        );
+        let mut stream = store.watch("/", 0).await.expect("watch");
+        // One batch per write: far more than the stream and the broadcast hold together.
+        for i in 0..40 {
+            store
+                .create(&format!("/lag/{i}"), vec![])
+                .await
+                .expect("create");
+        }
+        let mut delivered = 0;
+        loop {
+            match with_timeout("a lagging watch", Duration::from_secs(10), stream.recv()).await {
+                Some(Ok(_)) => delivered += 1,
+                Some(Err(Error::WatchLagged)) => break,
+                other => panic!("expected WatchLagged, got {other:?}"),
+            }
+        }
+        assert!(
+            delivered < 40,
+            "a lagging watch does not deliver everything ({delivered})"
+        );
+        assert!(
+            with_timeout(
+                "the end of the stream",
+                Duration::from_secs(10),
+                stream.recv()
+            )
+            .await
+            .is_none()
+        );
+        // Writers were never held up, and a new watch replays it all from the log.
+        let mut again = store.watch("/lag/", 0).await.expect("watch again");
+        for expected in 1..=40 {
+            assert_eq!(
+                conformance::next_event(&mut again).await.kv.mod_revision,
+                expected
+            );
+        }
+    });
+}
+
+#[test]
+fn embedded_watch_replays_long_history_across_chunks_then_goes_live() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    block_on(async {
+        let store = Store::open_embedded(dir.path()).await.expect("open");
+        let writers: Vec<_> = (0..16)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..80 {
+                        store
+                            .create(&format!("/long/{w}/{i}"), vec![])
+                            .await
+                            .expect("create");
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            with_timeout("a writer", Duration::from_secs(60), writer)
+                .await
+                .expect("writer task");
+        }
+        let total: Revision = 16 * 80;
+        let mut stream = store.watch("/long/", 0).await.expect("watch");
+        let live = store
+            .create("/long/live", vec![])
+            .await
+            .expect("create live");
+        for expected in 1..=total {
+            assert_eq!(
+                conformance::next_event(&mut stream).await.kv.mod_revision,
+                expected
+            );
+        }
+        assert_eq!(conformance::next_event(&mut stream).await.kv, live);
+    });
+}
+
+#[test]
+fn embedded_store_cannot_be_opened_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    block_on(async {
+        let _first = Store::open_embedded(dir.path()).await.expect("open");
+        let second = Store::open_embedded(dir.path()).await;
+        assert!(
+            matches!(second, Err(Error::Unavailable(_))),
+            "{:?}",
+            second.err()
         );
     });
 }
