@@ -343,30 +343,36 @@ fn embedded_group_commit_gives_64_concurrent_writers_distinct_revisions() {
                 let store = store.clone();
                 tokio::spawn(async move {
                     let mut revisions = Vec::with_capacity(PER_WRITER);
+                    let mut latencies = Vec::with_capacity(PER_WRITER);
                     for i in 0..PER_WRITER {
-                        revisions.push(
-                            store
-                                .create(&format!("/gc/{w}/{i}"), vec![0; 64])
-                                .await
-                                .expect("create")
-                                .mod_revision,
-                        );
+                        let sent = Instant::now();
+                        let kv = store
+                            .create(&format!("/gc/{w}/{i}"), vec![0; 64])
+                            .await
+                            .expect("create");
+                        latencies.push(sent.elapsed());
+                        revisions.push(kv.mod_revision);
                     }
-                    revisions
+                    (revisions, latencies)
                 })
             })
             .collect();
         let mut all = Vec::new();
+        let mut latencies = Vec::new();
         for writer in writers {
-            let revisions = with_timeout("a writer", Duration::from_secs(120), writer)
-                .await
-                .expect("writer task");
+            let (revisions, writer_latencies) =
+                with_timeout("a writer", Duration::from_secs(120), writer)
+                    .await
+                    .expect("writer task");
             assert!(
                 revisions.windows(2).all(|w| w[0] < w[1]),
                 "one writer's revisions increase"
             );
             all.extend(revisions);
+            latencies.extend(writer_latencies);
         }
+        latencies.sort_unstable();
+        let p99 = latencies[latencies.len() * 99 / 100];
         let elapsed = began.elapsed();
         let total = WRITERS * PER_WRITER;
         all.sort_unstable();
@@ -380,7 +386,7 @@ fn embedded_group_commit_gives_64_concurrent_writers_distinct_revisions() {
         );
         assert_eq!(store.count("/gc/").await.expect("count"), total as u64);
         eprintln!(
-            "{total} creates from {WRITERS} writers in {elapsed:?} ({:.0} writes/s, debug build)",
+            "{total} creates from {WRITERS} writers in {elapsed:?} ({:.0} writes/s, p99 latency {p99:?}; unoptimized build)",
             total as f64 / elapsed.as_secs_f64()
         );
     });
