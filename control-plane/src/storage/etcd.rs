@@ -4,10 +4,12 @@
 //! reconnect from the last revision they delivered, so the store keeps working while one member
 //! of a cluster is lost.
 //!
-//! Known limit: a create whose answer is lost after etcd applied it is retried and then fails
-//! with `AlreadyExists` (etcd transactions are not idempotent).
+//! etcd transactions are not idempotent: a create whose answer was lost after etcd applied it
+//! is recognised on retry (the key holds exactly the value written, never modified) and
+//! succeeds; an update or delete in the same situation fails with `Conflict` or `NotFound`.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
@@ -152,17 +154,26 @@ impl EtcdStore {
 
     pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
         let full = self.full_key(key);
+        let attempts = AtomicU32::new(0);
         let resp = self
             .txn("create", || {
+                attempts.fetch_add(1, Ordering::Relaxed);
                 Txn::new()
                     .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
                     .and_then([TxnOp::put(full.clone(), value.clone(), None)])
+                    .or_else([TxnOp::get(full.clone(), None)])
             })
             .await?;
         if !resp.succeeded() {
-            return Err(Error::AlreadyExists {
-                key: key.to_string(),
-            });
+            return match self.existing(&resp)? {
+                // A retried create whose first attempt was applied but whose answer was lost.
+                Some(kv) if attempts.load(Ordering::Relaxed) > 1 && is_own_create(&kv, &value) => {
+                    Ok(kv)
+                }
+                _ => Err(Error::AlreadyExists {
+                    key: key.to_string(),
+                }),
+            };
         }
         let revision = header_revision(resp.header())?;
         Ok(KeyValue {
@@ -340,21 +351,33 @@ impl EtcdStore {
         })
     }
 
+    /// The key as read by the `get` in a failed transaction's else branch.
+    fn existing(&self, resp: &TxnResponse) -> Result<Option<KeyValue>> {
+        match resp.op_responses().into_iter().next() {
+            Some(TxnOpResponse::Get(mut get)) => get
+                .take_kvs()
+                .into_iter()
+                .next()
+                .map(|kv| self.to_key_value(kv))
+                .transpose(),
+            _ => Err(Error::Corrupt(
+                "etcd transaction answer without the key's state".into(),
+            )),
+        }
+    }
+
     /// Why a conditional update/delete failed, from the `get` run in its else branch.
     fn condition_failure(&self, key: &str, expected: Revision, resp: &TxnResponse) -> Error {
-        let current = match resp.op_responses().into_iter().next() {
-            Some(TxnOpResponse::Get(get)) => get.kvs().first().map(|kv| kv.mod_revision()),
-            _ => None,
-        };
-        match current {
-            None => Error::NotFound {
+        match self.existing(resp) {
+            Ok(None) => Error::NotFound {
                 key: key.to_string(),
             },
-            Some(actual) => Error::Conflict {
+            Ok(Some(current)) => Error::Conflict {
                 key: key.to_string(),
                 expected,
-                actual,
+                actual: current.mod_revision,
             },
+            Err(e) => e,
         }
     }
 
@@ -628,6 +651,12 @@ fn failure_error(what: &str, failure: Failure) -> Error {
     }
 }
 
+/// True when `existing` is what a create of `value` would have written (same bytes, never
+/// modified since).
+fn is_own_create(existing: &KeyValue, value: &[u8]) -> bool {
+    existing.value == value && existing.create_revision == existing.mod_revision
+}
+
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revision> {
     header
         .map(|h| h.revision())
@@ -702,6 +731,25 @@ mod tests {
         assert!(matches!(
             strip_prefix("", vec![0xff]),
             Err(Error::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn a_create_is_recognised_only_if_untouched_since() {
+        let kv = KeyValue {
+            key: "/a".into(),
+            value: b"v".to_vec(),
+            create_revision: 4,
+            mod_revision: 4,
+        };
+        assert!(is_own_create(&kv, b"v"));
+        assert!(!is_own_create(&kv, b"w"));
+        assert!(!is_own_create(
+            &KeyValue {
+                mod_revision: 5,
+                ..kv
+            },
+            b"v"
         ));
     }
 
