@@ -8,52 +8,32 @@
 //! is recognised on retry (the key holds exactly the value written, never modified) and
 //! succeeds; an update or delete in the same situation fails with `Conflict` or `NotFound`.
 
+mod failure;
+mod watch;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions,
-    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, TxnResponse, WatchOptions,
 };
-use tokio::sync::mpsc;
 
-use crate::storage::{
-    Error, EventKind, KeyValue, ListResult, Result, Revision, WatchEvent, WatchStream,
-};
+use self::failure::{Failure, classify, failure_error};
+use crate::storage::{Error, KeyValue, ListResult, Result, Revision, WatchStream};
 
 /// How long one request may take before it is retried: short, because a request caught by the
 /// loss of the leader otherwise waits for etcd's own, much longer, request timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a request keeps being retried while etcd is unavailable.
 const RETRY_FOR: Duration = Duration::from_secs(15);
-/// How long a watch keeps trying to reconnect without delivering anything.
-const WATCH_RECONNECT_FOR: Duration = Duration::from_secs(30);
-const WATCH_BUFFER: usize = 256;
-
-/// gRPC status codes (the standard numbering) that a retry may cure.
-const GRPC_CANCELLED: i32 = 1;
-const GRPC_UNKNOWN: i32 = 2;
-const GRPC_DEADLINE_EXCEEDED: i32 = 4;
-const GRPC_RESOURCE_EXHAUSTED: i32 = 8;
-const GRPC_ABORTED: i32 = 10;
-const GRPC_INTERNAL: i32 = 13;
-const GRPC_UNAVAILABLE: i32 = 14;
 
 /// A handle on an etcd cluster; clones share the connections.
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
     prefix: String,
-}
-
-/// Why an etcd request failed, as far as the contract cares.
-#[derive(Debug, PartialEq, Eq)]
-enum Failure {
-    Compacted,
-    FutureRevision,
-    Transient(String),
-    Rejected(String),
 }
 
 impl EtcdStore {
@@ -279,15 +259,11 @@ impl EtcdStore {
     /// Streams changes under `prefix` after `after_revision`; reconnects (from the last
     /// delivered revision) when the member serving it is lost.
     pub async fn watch(&self, prefix: &str, after_revision: Revision) -> Result<WatchStream> {
-        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
-        let watcher = Watcher {
-            store: self.clone(),
-            full_prefix: self.full_key(prefix),
-            after: after_revision,
-            tx,
-        };
-        tokio::spawn(watcher.run());
-        Ok(rx)
+        Ok(watch::spawn(
+            self.clone(),
+            self.full_key(prefix),
+            after_revision,
+        ))
     }
 
     /// Compacts history at and below `revision`; compacting an already compacted revision is a
@@ -455,202 +431,6 @@ impl EtcdStore {
     }
 }
 
-/// The task behind one etcd watch stream.
-struct Watcher {
-    store: EtcdStore,
-    full_prefix: Vec<u8>,
-    after: Revision,
-    tx: mpsc::Sender<Result<WatchEvent>>,
-}
-
-/// How one etcd watch connection ended.
-enum WatchEnd {
-    /// The consumer went away or the watch failed for good (already reported).
-    Finished,
-    /// The connection broke; `delivered` says whether it got anything through.
-    Broken { delivered: bool, reason: String },
-}
-
-impl Watcher {
-    async fn run(mut self) {
-        let mut trying_since = Instant::now();
-        loop {
-            match self.follow().await {
-                WatchEnd::Finished => return,
-                WatchEnd::Broken { delivered, reason } => {
-                    if delivered {
-                        trying_since = Instant::now();
-                    }
-                    if trying_since.elapsed() > WATCH_RECONNECT_FOR {
-                        let _ = self
-                            .tx
-                            .send(Err(Error::Unavailable(format!(
-                                "etcd watch lost: {reason}"
-                            ))))
-                            .await;
-                        return;
-                    }
-                    tracing::debug!(%reason, after = self.after, "etcd watch broke, reconnecting");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    }
-
-    /// Opens one etcd watch from `after + 1` and forwards it until it ends.
-    async fn follow(&mut self) -> WatchEnd {
-        let options = WatchOptions::new()
-            .with_range(prefix_end(&self.full_prefix))
-            .with_start_revision(self.after + 1)
-            .with_prev_key();
-        let mut watch_client = self.store.client.watch_client();
-        let opened = tokio::select! {
-            _ = self.tx.closed() => return WatchEnd::Finished,
-            opened = watch_client.watch(range_start(&self.full_prefix), Some(options)) => opened,
-        };
-        let mut stream = match opened {
-            Ok(stream) => stream,
-            Err(e) => {
-                return WatchEnd::Broken {
-                    delivered: false,
-                    reason: e.to_string(),
-                };
-            }
-        };
-        let mut delivered = false;
-        loop {
-            let message = tokio::select! {
-                _ = self.tx.closed() => return WatchEnd::Finished,
-                message = stream.message() => message,
-            };
-            let resp = match message {
-                Ok(Some(resp)) => resp,
-                Ok(None) => {
-                    return WatchEnd::Broken {
-                        delivered,
-                        reason: "stream ended".into(),
-                    };
-                }
-                Err(e) => {
-                    return WatchEnd::Broken {
-                        delivered,
-                        reason: e.to_string(),
-                    };
-                }
-            };
-            if resp.compact_revision() > 0 {
-                let compacted = Error::Compacted {
-                    requested: self.after,
-                    compacted: resp.compact_revision(),
-                };
-                let _ = self.tx.send(Err(compacted)).await;
-                return WatchEnd::Finished;
-            }
-            if resp.canceled() {
-                return WatchEnd::Broken {
-                    delivered,
-                    reason: format!("canceled: {}", resp.cancel_reason()),
-                };
-            }
-            for event in resp.events() {
-                let event = match self.to_watch_event(event) {
-                    Ok(event) => event,
-                    Err(e) => {
-                        let _ = self.tx.send(Err(e)).await;
-                        return WatchEnd::Finished;
-                    }
-                };
-                let revision = event.kv.mod_revision;
-                if self.tx.send(Ok(event)).await.is_err() {
-                    return WatchEnd::Finished;
-                }
-                self.after = revision;
-                delivered = true;
-            }
-        }
-    }
-
-    fn to_watch_event(&self, event: &etcd_client::Event) -> Result<WatchEvent> {
-        let kv = event
-            .kv()
-            .cloned()
-            .ok_or_else(|| Error::Corrupt("etcd watch event without a key".into()))?;
-        let kv = self.store.to_key_value(kv)?;
-        let prev = event
-            .prev_kv()
-            .cloned()
-            .map(|p| self.store.to_key_value(p))
-            .transpose()?;
-        Ok(match event.event_type() {
-            EventType::Put => WatchEvent {
-                kind: EventKind::Put,
-                kv,
-                prev,
-            },
-            EventType::Delete => {
-                let deleted = match &prev {
-                    Some(p) => KeyValue {
-                        mod_revision: kv.mod_revision,
-                        ..p.clone()
-                    },
-                    None => kv,
-                };
-                WatchEvent {
-                    kind: EventKind::Delete,
-                    kv: deleted,
-                    prev,
-                }
-            }
-        })
-    }
-}
-
-fn classify(err: etcd_client::Error) -> Failure {
-    match err {
-        etcd_client::Error::GRpcStatus(status) => {
-            let message = status.message();
-            if message.contains("required revision has been compacted") {
-                Failure::Compacted
-            } else if message.contains("required revision is a future revision") {
-                Failure::FutureRevision
-            } else if is_transient_code(status.code() as i32) {
-                Failure::Transient(status.to_string())
-            } else {
-                Failure::Rejected(status.to_string())
-            }
-        }
-        err @ (etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_)) => {
-            Failure::Transient(err.to_string())
-        }
-        other => Failure::Rejected(other.to_string()),
-    }
-}
-
-fn is_transient_code(code: i32) -> bool {
-    matches!(
-        code,
-        GRPC_CANCELLED
-            | GRPC_UNKNOWN
-            | GRPC_DEADLINE_EXCEEDED
-            | GRPC_RESOURCE_EXHAUSTED
-            | GRPC_ABORTED
-            | GRPC_INTERNAL
-            | GRPC_UNAVAILABLE
-    )
-}
-
-/// The error for a failure outside reads at a revision.
-fn failure_error(what: &str, failure: Failure) -> Error {
-    match failure {
-        Failure::Transient(reason) => Error::Unavailable(format!("etcd {what}: {reason}")),
-        Failure::Rejected(reason) => Error::Corrupt(format!("etcd {what} rejected: {reason}")),
-        Failure::Compacted => Error::Corrupt(format!("etcd {what}: unexpected compacted revision")),
-        Failure::FutureRevision => {
-            Error::Corrupt(format!("etcd {what}: unexpected future revision"))
-        }
-    }
-}
-
 /// True when `existing` is what a create of `value` would have written (same bytes, never
 /// modified since).
 fn is_own_create(existing: &KeyValue, value: &[u8]) -> bool {
@@ -751,12 +531,5 @@ mod tests {
             },
             b"v"
         ));
-    }
-
-    #[test]
-    fn transient_failures_become_unavailable() {
-        let err = failure_error("get", Failure::Transient("connection refused".into()));
-        assert!(err.is_transient());
-        assert!(!failure_error("get", Failure::Rejected("bad".into())).is_transient());
     }
 }
