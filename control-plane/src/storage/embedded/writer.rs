@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use redb::{Database, WriteTransaction};
+use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::schema::{self, LATEST, LOG, LogRecord, META, META_COMPACTED, META_CURRENT};
@@ -108,7 +108,9 @@ impl Writer {
         &self,
         batch: &[Request],
     ) -> std::result::Result<(Vec<Outcome>, Vec<LogRecord>), redb::Error> {
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        // Explicit although it is redb's default: commit returns only once the batch is on disk.
+        txn.set_durability(Durability::Immediate)?;
         let applied = apply_batch(&txn, batch)?;
         txn.commit()?;
         Ok(applied)
