@@ -33,7 +33,7 @@ mod etcd;
 
 use std::path::Path;
 
-pub use embedded::EmbeddedStore;
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
 pub use etcd::EtcdStore;
 
 /// The global, monotonically growing revision (etcd's `revision`).
