@@ -1,0 +1,7 @@
+//! End-to-end tests of keel-apiserver with the real kubectl (/usr/bin/kubectl): the apiserver
+//! runs in-process on a free port over a temporary data dir, and every check goes through
+//! kubectl with the admin.kubeconfig the apiserver wrote (or a kubeconfig for another user).
+
+mod harness;
+mod kubectl_basics;
+mod policy;
