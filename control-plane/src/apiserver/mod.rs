@@ -1,4 +1,5 @@
 //! keel-apiserver: the Kubernetes API over HTTPS, above `storage`.
 
+pub mod discovery;
 pub mod field_errors;
 pub mod resources;
