@@ -2,4 +2,5 @@
 
 pub mod discovery;
 pub mod field_errors;
+pub mod openapi;
 pub mod resources;
