@@ -3,11 +3,11 @@
 //!
 //! Skipped (with a note) when kubectl is missing, unless `CI` is set: then it fails loudly.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
@@ -18,7 +18,10 @@ use super::discovery::{
 };
 use super::openapi::{CrdSchemas, OpenApiDocs};
 use super::resources::{ResourceInfo, builtin_resources, find_by_plural};
-use super::table::{IncludeObject, table_accepted, to_table};
+use super::table::{
+    IncludeObject, PrinterColumn, default_crd_columns, table_accepted, to_table,
+    to_table_with_columns,
+};
 
 const KUBECTL: &str = "/usr/bin/kubectl";
 
@@ -26,6 +29,10 @@ struct State {
     resources: Vec<ResourceInfo>,
     openapi: OpenApiDocs,
     pods: Vec<Value>,
+    /// Answer discovery with the legacy documents even when aggregated ones are asked for.
+    legacy_only: bool,
+    /// "METHOD path [accept] content-type -> status body", one per request.
+    log: Mutex<Vec<String>>,
 }
 
 struct Reply {
@@ -54,7 +61,7 @@ fn not_found() -> Reply {
 fn route(state: &State, path: &str, accept: &str) -> Reply {
     let (path, _query) = path.split_once('?').unwrap_or((path, ""));
     let res = &state.resources;
-    let aggregated = aggregated_version_accepted(accept);
+    let aggregated = aggregated_version_accepted(accept).filter(|_| !state.legacy_only);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let doc = match segments.as_slice() {
         ["version"] => Some(version_info()),
@@ -78,6 +85,15 @@ fn route(state: &State, path: &str, accept: &str) -> Reply {
             };
         }
         ["api", "v1", "namespaces", _, "pods"] | ["api", "v1", "pods"] => Some(pods(state, accept)),
+        ["api", "v1", "namespaces", "default", "pods", "web-1"] => Some(applied_pod(state)),
+        [
+            "apis",
+            "stable.example.com",
+            "v1",
+            "namespaces",
+            _,
+            "crontabs",
+        ] => Some(crontabs(accept)),
         _ => None,
     };
     doc.map_or_else(not_found, |d| json_reply(&d))
@@ -118,35 +134,94 @@ fn pods(state: &State, accept: &str) -> Value {
     json!({"kind": "PodList", "apiVersion": "v1", "metadata": list_meta, "items": state.pods})
 }
 
+fn crontabs(accept: &str) -> Value {
+    let items = vec![json!({
+        "apiVersion": "stable.example.com/v1", "kind": "CronTab",
+        "metadata": {"name": "nightly", "namespace": "default", "creationTimestamp": "2024-01-01T11:00:00Z"},
+        "spec": {"cronSpec": "0 3 * * *", "replicas": 2},
+    })];
+    if !table_accepted(accept) {
+        return json!({"kind": "CronTabList", "apiVersion": "stable.example.com/v1",
+            "metadata": {}, "items": items});
+    }
+    let mut columns: Vec<PrinterColumn> = [
+        json!({"name": "Spec", "type": "string", "jsonPath": ".spec.cronSpec"}),
+        json!({"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas", "priority": 1}),
+    ]
+    .iter()
+    .filter_map(PrinterColumn::from_crd)
+    .collect();
+    columns.extend(default_crd_columns());
+    let now = Utc.with_ymd_and_hms(2024, 1, 1, 12, 0, 0).unwrap();
+    to_table_with_columns(&columns, &items, IncludeObject::Metadata, now, json!({}))
+}
+
+/// One parsed request: enough of HTTP/1.1 for kubectl.
+struct Request {
+    method: String,
+    path: String,
+    accept: String,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line)? == 0 {
+        return Ok(None);
+    }
+    let mut words = request_line.split_whitespace();
+    let method = words.next().unwrap_or("GET").to_string();
+    let path = words.next().unwrap_or("/").to_string();
+    let (mut accept, mut content_type, mut length) = (String::new(), String::new(), 0usize);
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header)?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let Some((name, value)) = header.split_once(':') else {
+            continue;
+        };
+        let value = value.trim().to_string();
+        match name.to_ascii_lowercase().as_str() {
+            "accept" => accept = value,
+            "content-type" => content_type = value,
+            "content-length" => length = value.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok(Some(Request {
+        method,
+        path,
+        accept,
+        content_type,
+        body,
+    }))
+}
+
 fn serve_connection(state: &State, stream: TcpStream) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line)? == 0 {
-            return Ok(());
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("/")
-            .to_string();
-        let mut accept = String::new();
-        loop {
-            let mut header = String::new();
-            reader.read_line(&mut header)?;
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("accept") {
-                    accept = value.trim().to_string();
-                }
-            }
-        }
-        let reply = route(state, &path, &accept);
-        eprintln!("GET {path} [{accept}] -> {}", reply.status);
+    while let Some(req) = read_request(&mut reader)? {
+        let reply = if req.method == "GET" {
+            route(state, &req.path, &req.accept)
+        } else {
+            write_request(state, &req)
+        };
+        let line = format!(
+            "{} {} [{}] {} -> {}",
+            req.method, req.path, req.accept, req.content_type, reply.status
+        );
+        eprintln!("{line}");
+        state
+            .log
+            .lock()
+            .unwrap()
+            .push(format!("{line} {}", String::from_utf8_lossy(&req.body)));
         write!(
             out,
             "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
@@ -157,13 +232,38 @@ fn serve_connection(state: &State, stream: TcpStream) -> std::io::Result<()> {
         out.write_all(&reply.body)?;
         out.flush()?;
     }
+    Ok(())
 }
 
-/// Starts the server; returns its base URL. Threads live until the test process exits.
-fn start(state: State) -> String {
+/// PATCH of the one existing pod answers with the pod; anything else is 404.
+fn write_request(state: &State, req: &Request) -> Reply {
+    match (
+        req.method.as_str(),
+        req.path.split('?').next().unwrap_or(""),
+    ) {
+        ("PATCH", "/api/v1/namespaces/default/pods/web-1") => json_reply(&applied_pod(state)),
+        _ => not_found(),
+    }
+}
+
+/// web-1 as `kubectl apply` left it: with its last-applied configuration.
+fn applied_pod(state: &State) -> Value {
+    let mut pod = state.pods[0].clone();
+    let last = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    pod["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/last-applied-configuration": last.to_string()});
+    pod
+}
+
+/// Starts the server; returns its base URL and state. Threads live until the test process
+/// exits.
+fn start(state: State) -> (String, Arc<State>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let state = Arc::new(state);
+    let shared = Arc::clone(&state);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let state = Arc::clone(&state);
@@ -172,7 +272,7 @@ fn start(state: State) -> String {
             });
         }
     });
-    format!("http://{addr}")
+    (format!("http://{addr}"), shared)
 }
 
 fn sample_pods() -> Vec<Value> {
@@ -232,14 +332,51 @@ fn kubectl(server: &str, args: &[&str]) -> String {
     stdout
 }
 
-fn server() -> String {
-    let resources = builtin_resources();
-    let openapi = OpenApiDocs::build(&resources, &CrdSchemas::new());
+fn crontab_resource() -> ResourceInfo {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    ResourceInfo {
+        group: "stable.example.com".into(),
+        version: "v1".into(),
+        kind: "CronTab".into(),
+        plural: "crontabs".into(),
+        singular: "crontab".into(),
+        namespaced: true,
+        short_names: strings(&["ct"]),
+        categories: strings(&["all"]),
+        verbs: strings(&[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ]),
+        subresources: vec![],
+    }
+}
+
+fn crontab_schema() -> Value {
+    json!({"type": "object", "description": "A job run on a schedule.", "properties": {
+        "spec": {"type": "object", "description": "What to run and when.", "properties": {
+            "cronSpec": {"type": "string", "description": "The schedule in cron format."},
+            "replicas": {"type": "integer", "description": "How many copies run."},
+        }},
+    }})
+}
+
+fn server_with(legacy_only: bool) -> (String, Arc<State>) {
+    let mut resources = builtin_resources();
+    resources.push(crontab_resource());
+    let mut crds = CrdSchemas::new();
+    let key = ("stable.example.com".into(), "v1".into(), "CronTab".into());
+    crds.insert(key, crontab_schema());
+    let openapi = OpenApiDocs::build(&resources, &crds);
     start(State {
         resources,
         openapi,
         pods: sample_pods(),
+        legacy_only,
+        log: Mutex::new(Vec::new()),
     })
+}
+
+fn server() -> String {
+    server_with(false).0
 }
 
 fn squash(s: &str) -> String {
@@ -305,4 +442,82 @@ fn kubectl_get_pods_as_table() {
         "{wide}"
     );
     assert!(squash(&wide).contains("10.0.0.5 node-a"), "{wide}");
+}
+
+#[test]
+fn kubectl_with_legacy_discovery_and_openapi_v2() {
+    if !kubectl_available() {
+        return;
+    }
+    let (server, _) = server_with(true);
+    let resources = squash(&kubectl(&server, &["api-resources", "--api-group=apps"]));
+    assert!(
+        resources.contains("deployments deploy apps/v1 true Deployment"),
+        "{resources}"
+    );
+    let explain = kubectl(&server, &["explain", "pods.spec.containers.ports"]);
+    assert!(
+        explain.contains("FIELD: ports <[]ContainerPort>"),
+        "{explain}"
+    );
+    assert!(
+        explain.contains("containerPort\t<integer> -required-"),
+        "{explain}"
+    );
+}
+
+#[test]
+fn kubectl_custom_resource() {
+    if !kubectl_available() {
+        return;
+    }
+    let server = server();
+    let resources = squash(&kubectl(
+        &server,
+        &["api-resources", "--api-group=stable.example.com"],
+    ));
+    assert!(
+        resources.contains("crontabs ct stable.example.com/v1 true CronTab"),
+        "{resources}"
+    );
+    let explain = kubectl(&server, &["explain", "crontab.spec"]);
+    assert!(explain.contains("cronSpec\t<string>"), "{explain}");
+    let table = kubectl(&server, &["get", "ct", "-n", "default"]);
+    assert_eq!(
+        squash(table.lines().next().unwrap_or_default()),
+        "NAME SPEC AGE",
+        "{table}"
+    );
+    assert!(squash(&table).contains("nightly 0 3 * * * 60m"), "{table}");
+    let wide = kubectl(&server, &["get", "ct", "-n", "default", "-o", "wide"]);
+    assert!(squash(&wide).contains("NAME SPEC REPLICAS AGE"), "{wide}");
+}
+
+#[test]
+fn kubectl_client_side_apply_patches_with_merge_keys() {
+    if !kubectl_available() {
+        return;
+    }
+    let (server, state) = server_with(false);
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("pod.yaml");
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-1\n  namespace: default\n\
+               spec:\n  containers:\n  - name: c\n    image: nginx:1.27\n";
+    std::fs::write(&manifest, pod).unwrap();
+    let out = kubectl(&server, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(out.contains("pod/web-1 configured"), "{out}");
+    let log = state.log.lock().unwrap().join("\n");
+    let patch = log
+        .lines()
+        .find(|l| l.starts_with("PATCH "))
+        .unwrap_or_else(|| panic!("no PATCH sent:\n{log}"));
+    assert!(
+        patch.contains("application/strategic-merge-patch+json"),
+        "{patch}"
+    );
+    assert!(patch.contains("$setElementOrder/containers"), "{patch}");
+    assert!(patch.contains("fieldValidation=Strict"), "{patch}");
+    // The patch came from the v3 schema's merge keys: kubectl did not fall back to v2.
+    assert!(log.contains("GET /openapi/v3/api/v1?hash="), "{log}");
+    assert!(!log.contains("GET /openapi/v2"), "{log}");
 }

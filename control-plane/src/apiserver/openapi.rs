@@ -355,6 +355,44 @@ fn operation(r: &ResourceInfo, action: &str, params: &[&str], flavour: Flavour) 
     })
 }
 
+/// Patch types a PATCH accepts; strategic merge only for built-in kinds (kube refuses it for
+/// custom resources). kubectl's client-side apply builds a strategic merge patch from the v3
+/// schema only when the operation lists that type.
+fn patch_types(r: &ResourceInfo) -> Vec<&'static str> {
+    let mut types = vec![
+        "application/apply-patch+yaml",
+        "application/json-patch+json",
+        "application/merge-patch+json",
+    ];
+    if is_builtin_gv(&r.group, &r.version) {
+        types.push("application/strategic-merge-patch+json");
+    }
+    types
+}
+
+fn with_patch_body(mut op: Value, r: &ResourceInfo, flavour: Flavour) -> Value {
+    let types = patch_types(r);
+    let Some(obj) = op.as_object_mut() else {
+        return op;
+    };
+    match flavour {
+        Flavour::V2 => {
+            obj.insert("consumes".into(), json!(types));
+        }
+        Flavour::V3 => {
+            let content: Map<String, Value> = types
+                .iter()
+                .map(|t| (t.to_string(), json!({"schema": {"type": "object"}})))
+                .collect();
+            obj.insert(
+                "requestBody".into(),
+                json!({"content": content, "required": true}),
+            );
+        }
+    }
+    op
+}
+
 fn collection_path(r: &ResourceInfo) -> String {
     let root = if r.group.is_empty() {
         format!("/api/{}", r.version)
@@ -386,7 +424,11 @@ fn resource_paths(r: &ResourceInfo, flavour: Flavour) -> Vec<(String, Value)> {
         ("delete", "delete", "delete", &["dryRun"][..]),
     ] {
         if has(verb) {
-            item.insert(method.into(), operation(r, action, params, flavour));
+            let mut op = operation(r, action, params, flavour);
+            if verb == "patch" {
+                op = with_patch_body(op, r, flavour);
+            }
+            item.insert(method.into(), op);
         }
     }
     let base = collection_path(r);
