@@ -76,7 +76,13 @@ fn route(state: &State, path: &str, accept: &str) -> Reply {
         ["api", v] => api_resource_list(res, "", v),
         ["apis", g] => api_group(res, g),
         ["apis", g, v] => api_resource_list(res, g, v),
-        ["openapi", "v2"] => return raw(state.openapi.v2.clone()),
+        ["openapi", "v2"] => {
+            let (content_type, body) = state.openapi.v2_for(accept);
+            return Reply {
+                content_type: content_type.into(),
+                ..raw(body.to_vec())
+            };
+        }
         ["openapi", "v3"] => return raw(state.openapi.v3_index.clone()),
         ["openapi", "v3", rest @ ..] => {
             return match state.openapi.v3_document(&rest.join("/")) {
@@ -464,6 +470,16 @@ fn kubectl_with_legacy_discovery_and_openapi_v2() {
         explain.contains("containerPort\t<integer> -required-"),
         "{explain}"
     );
+    let v2 = kubectl(
+        &server,
+        &[
+            "explain",
+            "deployment.spec.template.spec.containers.env",
+            "--output=plaintext-openapiv2",
+        ],
+    );
+    assert!(v2.contains("RESOURCE: env <[]Object>"), "{v2}");
+    assert!(v2.contains("valueFrom"), "{v2}");
 }
 
 #[test]

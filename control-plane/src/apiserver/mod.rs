@@ -5,5 +5,6 @@ mod describe_kubectl;
 pub mod discovery;
 pub mod field_errors;
 pub mod openapi;
+pub mod openapi_proto;
 pub mod resources;
 pub mod table;

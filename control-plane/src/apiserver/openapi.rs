@@ -22,6 +22,7 @@ use k8s_openapi::schemars::{JsonSchema, SchemaGenerator, generate::SchemaSetting
 use serde_json::{Map, Value, json};
 
 use super::discovery::KUBE_MINOR;
+use super::openapi_proto::{OPENAPI_V2_PROTOBUF, openapi_v2_protobuf};
 use super::resources::{ResourceInfo, subresource_info};
 
 /// CRD schemas supplied by the caller: (group, version, kind) → the version's
@@ -635,8 +636,10 @@ pub struct OpenApiDocs {
     pub v3: BTreeMap<String, (String, Vec<u8>)>,
     /// The `/openapi/v3` index, serialized.
     pub v3_index: Vec<u8>,
-    /// `/openapi/v2`, serialized.
+    /// `/openapi/v2`, serialized as JSON.
     pub v2: Vec<u8>,
+    /// `/openapi/v2` as gnostic protobuf: what client-go asks for (see [`OPENAPI_V2_PROTOBUF`]).
+    pub v2_protobuf: Vec<u8>,
 }
 
 impl OpenApiDocs {
@@ -650,10 +653,24 @@ impl OpenApiDocs {
             }
         }
         let index = index_from_hashes(v3.iter().map(|(k, (h, _))| (k.as_str(), h.as_str())));
+        let v2 = openapi_v2(resources, crd_schemas);
         OpenApiDocs {
             v3,
             v3_index: index.to_string().into_bytes(),
-            v2: openapi_v2(resources, crd_schemas).to_string().into_bytes(),
+            v2_protobuf: openapi_v2_protobuf(&v2),
+            v2: v2.to_string().into_bytes(),
+        }
+    }
+
+    /// `/openapi/v2` for an `Accept` header: (content type, body). Protobuf when asked for
+    /// (client-go always does), JSON otherwise. The protobuf answer is typed
+    /// `application/octet-stream`: Go's media-type parser rejects the `@` of the requested
+    /// type, so a response carrying it fails in the client.
+    pub fn v2_for(&self, accept: &str) -> (&'static str, &[u8]) {
+        if accept.contains(OPENAPI_V2_PROTOBUF) {
+            ("application/octet-stream", &self.v2_protobuf)
+        } else {
+            ("application/json", &self.v2)
         }
     }
 
