@@ -128,7 +128,10 @@ fn pods(state: &State, accept: &str) -> Value {
         return json!({});
     };
     if table_accepted(accept) {
-        let now = Utc.with_ymd_and_hms(2024, 1, 1, 12, 0, 0).unwrap();
+        let now = Utc
+            .with_ymd_and_hms(2024, 1, 1, 12, 0, 0)
+            .single()
+            .expect("valid time");
         return to_table(
             pod_info,
             &state.pods,
@@ -158,7 +161,10 @@ fn crontabs(accept: &str) -> Value {
     .filter_map(PrinterColumn::from_crd)
     .collect();
     columns.extend(default_crd_columns());
-    let now = Utc.with_ymd_and_hms(2024, 1, 1, 12, 0, 0).unwrap();
+    let now = Utc
+        .with_ymd_and_hms(2024, 1, 1, 12, 0, 0)
+        .single()
+        .expect("valid time");
     to_table_with_columns(&columns, &items, IncludeObject::Metadata, now, json!({}))
 }
 
@@ -226,7 +232,7 @@ fn serve_connection(state: &State, stream: TcpStream) -> std::io::Result<()> {
         state
             .log
             .lock()
-            .unwrap()
+            .expect("test fixture")
             .push(format!("{line} {}", String::from_utf8_lossy(&req.body)));
         write!(
             out,
@@ -266,8 +272,8 @@ fn applied_pod(state: &State) -> Value {
 /// Starts the server; returns its base URL and state. Threads live until the test process
 /// exits.
 fn start(state: State) -> (String, Arc<State>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("test fixture");
+    let addr = listener.local_addr().expect("test fixture");
     let state = Arc::new(state);
     let shared = Arc::clone(&state);
     std::thread::spawn(move || {
@@ -320,14 +326,14 @@ fn kubectl_available() -> bool {
 }
 
 fn kubectl(server: &str, args: &[&str]) -> String {
-    let home = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().expect("test fixture");
     let out = Command::new(KUBECTL)
         .arg(format!("--server={server}"))
         .args(args)
         .env("HOME", home.path())
         .env("KUBECONFIG", home.path().join("none"))
         .output()
-        .unwrap();
+        .expect("test fixture");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -515,14 +521,17 @@ fn kubectl_client_side_apply_patches_with_merge_keys() {
         return;
     }
     let (server, state) = server_with(false);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("test fixture");
     let manifest = dir.path().join("pod.yaml");
     let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-1\n  namespace: default\n\
                spec:\n  containers:\n  - name: c\n    image: nginx:1.27\n";
-    std::fs::write(&manifest, pod).unwrap();
-    let out = kubectl(&server, &["apply", "-f", manifest.to_str().unwrap()]);
+    std::fs::write(&manifest, pod).expect("test fixture");
+    let out = kubectl(
+        &server,
+        &["apply", "-f", manifest.to_str().expect("test fixture")],
+    );
     assert!(out.contains("pod/web-1 configured"), "{out}");
-    let log = state.log.lock().unwrap().join("\n");
+    let log = state.log.lock().expect("test fixture").join("\n");
     let patch = log
         .lines()
         .find(|l| l.starts_with("PATCH "))

@@ -275,23 +275,23 @@ mod tests {
     #[test]
     fn legacy_documents() {
         let all = builtin_resources();
-        let v1 = api_resource_list(&all, "", "v1").unwrap();
+        let v1 = api_resource_list(&all, "", "v1").expect("test fixture");
         let names: Vec<&str> = v1["resources"]
             .as_array()
-            .unwrap()
+            .expect("test fixture")
             .iter()
-            .map(|r| r["name"].as_str().unwrap())
+            .map(|r| r["name"].as_str().expect("test fixture"))
             .collect();
         assert!(names.contains(&"pods/binding"));
         let eviction = v1["resources"]
             .as_array()
-            .unwrap()
+            .expect("test fixture")
             .iter()
             .find(|r| r["name"] == "pods/eviction")
-            .unwrap();
+            .expect("test fixture");
         assert_eq!(eviction["group"], "policy");
         assert_eq!(eviction["kind"], "Eviction");
-        let apps = api_group(&all, "apps").unwrap();
+        let apps = api_group(&all, "apps").expect("test fixture");
         assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
         assert!(api_group(&all, "nope").is_none());
         assert!(api_resource_list(&all, "apps", "v9").is_none());
@@ -303,16 +303,16 @@ mod tests {
     fn aggregated_documents() {
         let all = builtin_resources();
         let core = aggregated_core(&all, "v2");
-        assert_eq!(core["items"].as_array().unwrap().len(), 1);
+        assert_eq!(core["items"].as_array().expect("test fixture").len(), 1);
         let apis = aggregated_apis(&all, "v2");
         let apps = &apis["items"][0];
         assert_eq!(apps["metadata"]["name"], "apps");
         let deploy = apps["versions"][0]["resources"]
             .as_array()
-            .unwrap()
+            .expect("test fixture")
             .iter()
             .find(|r| r["resource"] == "deployments")
-            .unwrap();
+            .expect("test fixture");
         assert_eq!(deploy["scope"], "Namespaced");
         assert_eq!(
             deploy["subresources"][0]["responseKind"]["group"],

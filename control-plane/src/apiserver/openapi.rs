@@ -528,14 +528,14 @@ pub fn openapi_v3_group_version(
     }
     let mut schemas = builtin_v3_definitions(resources, group, version);
     let crds: Vec<_> = crd_defs_in(crd_schemas, |g, v| g == group && v == version).collect();
-    if !crds.is_empty() {
-        if let Some(meta_defs) = builtin_cache().v3.get(&("".to_string(), "v1".to_string())) {
-            copy_closure(
-                meta_defs,
-                "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
-                &mut schemas,
-            );
-        }
+    if !crds.is_empty()
+        && let Some(meta_defs) = builtin_cache().v3.get(&("".to_string(), "v1".to_string()))
+    {
+        copy_closure(
+            meta_defs,
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+            &mut schemas,
+        );
     }
     for (g, v, k, s) in crds {
         schemas.insert(
@@ -567,10 +567,10 @@ fn copy_closure(from: &Map<String, Value>, name: &str, to: &mut Map<String, Valu
 fn collect_refs(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Object(o) => {
-            if let Some(Value::String(r)) = o.get("$ref") {
-                if let Some(name) = r.rsplit('/').next() {
-                    out.push(name.to_string());
-                }
+            if let Some(Value::String(r)) = o.get("$ref")
+                && let Some(name) = r.rsplit('/').next()
+            {
+                out.push(name.to_string());
             }
             o.values().for_each(|x| collect_refs(x, out));
         }
@@ -716,7 +716,8 @@ mod tests {
     #[test]
     fn v3_apps_document_has_kinds_and_scale() {
         let all = builtin_resources();
-        let doc = openapi_v3_group_version(&all, &CrdSchemas::new(), "apps", "v1").unwrap();
+        let doc =
+            openapi_v3_group_version(&all, &CrdSchemas::new(), "apps", "v1").expect("test fixture");
         let schemas = &doc["components"]["schemas"];
         let deploy = &schemas["io.k8s.api.apps.v1.Deployment"];
         assert_eq!(
@@ -776,15 +777,16 @@ mod tests {
             key,
             json!({"type": "object", "properties": {"spec": {"type": "object"}}}),
         );
-        let doc = openapi_v3_group_version(&all, &crds, "stable.example.com", "v1").unwrap();
+        let doc = openapi_v3_group_version(&all, &crds, "stable.example.com", "v1")
+            .expect("test fixture");
         let schemas = &doc["components"]["schemas"];
         assert!(schemas["com.example.stable.v1.CronTab"]["properties"]["spec"].is_object());
         assert!(schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"].is_object());
         let docs = OpenApiDocs::build(&all, &crds);
-        let index: Value = serde_json::from_slice(&docs.v3_index).unwrap();
+        let index: Value = serde_json::from_slice(&docs.v3_index).expect("test fixture");
         let url = index["paths"]["apis/stable.example.com/v1"]["serverRelativeURL"]
             .as_str()
-            .unwrap();
+            .expect("test fixture");
         assert!(url.starts_with("/openapi/v3/apis/stable.example.com/v1?hash="));
         assert!(docs.v3_document("/apis/apps/v1").is_some());
         assert_eq!(content_hash(b""), "CBF29CE484222325");

@@ -401,15 +401,20 @@ mod tests {
     #[test]
     fn lookups() {
         let all = builtin_resources();
-        let d = find_by_plural(&all, "apps", "v1", "deployments").unwrap();
+        let d = find_by_plural(&all, "apps", "v1", "deployments").expect("test fixture");
         assert_eq!(d.short_names, vec!["deploy"]);
-        assert_eq!(find_by_kind(&all, "", "v1", "Pod").unwrap().plural, "pods");
+        assert_eq!(
+            find_by_kind(&all, "", "v1", "Pod")
+                .expect("test fixture")
+                .plural,
+            "pods"
+        );
         let scale = subresource_info(d, "scale");
         assert_eq!(
             (scale.group.as_str(), scale.kind.as_str()),
             ("autoscaling", "Scale")
         );
-        let pods = find_by_plural(&all, "", "v1", "pods").unwrap();
+        let pods = find_by_plural(&all, "", "v1", "pods").expect("test fixture");
         assert_eq!(subresource_info(pods, "exec").kind, "PodExecOptions");
         assert_eq!(
             subresource_info(pods, "status").verbs,

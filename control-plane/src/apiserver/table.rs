@@ -1194,12 +1194,14 @@ mod tests {
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2024, 1, 1, 12, 0, 0).unwrap()
+        Utc.with_ymd_and_hms(2024, 1, 1, 12, 0, 0)
+            .single()
+            .expect("valid time")
     }
 
     fn table_for(plural: &str, group: &str, objects: &[Value]) -> Value {
         let all = builtin_resources();
-        let r = find_by_plural(&all, group, "v1", plural).unwrap();
+        let r = find_by_plural(&all, group, "v1", plural).expect("test fixture");
         to_table(
             r,
             objects,
