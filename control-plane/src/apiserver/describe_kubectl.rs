@@ -430,6 +430,17 @@ fn kubectl_api_resources_and_explain() {
     );
     assert!(strategy.contains("rollingUpdate"), "{strategy}");
 
+    let wide = squash(&kubectl(&server, &["api-resources", "-o", "wide"]));
+    assert!(
+        wide.contains("deployments deploy apps/v1 true Deployment create,delete,deletecollection,get,list,patch,update,watch all"),
+        "{wide}"
+    );
+    let version = kubectl(&server, &["version"]);
+    assert!(
+        version.contains("Server Version: v1.32.0-keel"),
+        "{version}"
+    );
+
     let versions = kubectl(&server, &["api-versions"]);
     assert!(versions.contains("apps/v1"), "{versions}");
 }

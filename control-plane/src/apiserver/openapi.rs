@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 
 use super::discovery::KUBE_MINOR;
 use super::openapi_proto::{OPENAPI_V2_PROTOBUF, openapi_v2_protobuf};
-use super::resources::{ResourceInfo, subresource_info};
+use super::resources::{ResourceInfo, builtin_resources, subresource_info};
 
 /// CRD schemas supplied by the caller: (group, version, kind) → the version's
 /// `schema.openAPIV3Schema`.
@@ -683,6 +683,13 @@ impl OpenApiDocs {
     }
 }
 
+/// The documents for the built-in resources alone, built on first use and kept for the
+/// process (a server without CRDs can answer from these directly).
+pub fn builtin_openapi() -> &'static OpenApiDocs {
+    static DOCS: OnceLock<OpenApiDocs> = OnceLock::new();
+    DOCS.get_or_init(|| OpenApiDocs::build(&builtin_resources(), &CrdSchemas::new()))
+}
+
 fn index_from_hashes<'a>(entries: impl Iterator<Item = (&'a str, &'a str)>) -> Value {
     let mut paths = Map::new();
     for (key, hash) in entries {
@@ -710,7 +717,6 @@ pub fn openapi_v3_index(resources: &[ResourceInfo], crd_schemas: &CrdSchemas) ->
 
 #[cfg(test)]
 mod tests {
-    use super::super::resources::builtin_resources;
     use super::*;
 
     #[test]
@@ -790,5 +796,8 @@ mod tests {
         assert!(url.starts_with("/openapi/v3/apis/stable.example.com/v1?hash="));
         assert!(docs.v3_document("/apis/apps/v1").is_some());
         assert_eq!(content_hash(b""), "CBF29CE484222325");
+        let builtin = builtin_openapi();
+        assert!(builtin.v3_document("apis/stable.example.com/v1").is_none());
+        assert!(builtin.v3_document("api/v1").is_some());
     }
 }
