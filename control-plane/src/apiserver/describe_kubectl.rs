@@ -16,11 +16,10 @@ use super::discovery::{
     aggregated_apis, aggregated_core, aggregated_version_accepted, api_group, api_group_list,
     api_resource_list, api_versions, version_info,
 };
-use super::openapi::{CrdSchemas, OpenApiDocs};
-use super::resources::{ResourceInfo, builtin_resources, find_by_plural};
+use super::openapi::{CrdSchemas, OpenApiDocs, add_crd_schemas};
+use super::resources::{ResourceInfo, builtin_resources, find_by_plural, resources_from_crd};
 use super::table::{
-    IncludeObject, PrinterColumn, default_crd_columns, table_accepted, to_table,
-    to_table_with_columns,
+    IncludeObject, crd_printer_columns, table_accepted, to_table, to_table_with_columns,
 };
 
 const KUBECTL: &str = "/usr/bin/kubectl";
@@ -153,14 +152,7 @@ fn crontabs(accept: &str) -> Value {
         return json!({"kind": "CronTabList", "apiVersion": "stable.example.com/v1",
             "metadata": {}, "items": items});
     }
-    let mut columns: Vec<PrinterColumn> = [
-        json!({"name": "Spec", "type": "string", "jsonPath": ".spec.cronSpec"}),
-        json!({"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas", "priority": 1}),
-    ]
-    .iter()
-    .filter_map(PrinterColumn::from_crd)
-    .collect();
-    columns.extend(default_crd_columns());
+    let columns = crd_printer_columns(&crontab_crd(), "v1");
     let now = Utc
         .with_ymd_and_hms(2024, 1, 1, 12, 0, 0)
         .single()
@@ -344,39 +336,33 @@ fn kubectl(server: &str, args: &[&str]) -> String {
     stdout
 }
 
-fn crontab_resource() -> ResourceInfo {
-    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
-    ResourceInfo {
-        group: "stable.example.com".into(),
-        version: "v1".into(),
-        kind: "CronTab".into(),
-        plural: "crontabs".into(),
-        singular: "crontab".into(),
-        namespaced: true,
-        short_names: strings(&["ct"]),
-        categories: strings(&["all"]),
-        verbs: strings(&[
-            "create", "delete", "get", "list", "patch", "update", "watch",
-        ]),
-        subresources: vec![],
-    }
-}
-
-fn crontab_schema() -> Value {
-    json!({"type": "object", "description": "A job run on a schedule.", "properties": {
-        "spec": {"type": "object", "description": "What to run and when.", "properties": {
-            "cronSpec": {"type": "string", "description": "The schedule in cron format."},
-            "replicas": {"type": "integer", "description": "How many copies run."},
-        }},
-    }})
+/// The CronTab CRD of the Kubernetes docs, trimmed: served at stable.example.com/v1.
+fn crontab_crd() -> Value {
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "crontabs.stable.example.com"},
+    "spec": {"group": "stable.example.com", "scope": "Namespaced",
+        "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab",
+            "shortNames": ["ct"], "categories": ["all"]},
+        "versions": [{"name": "v1", "served": true, "storage": true,
+            "schema": {"openAPIV3Schema": {"type": "object",
+                "description": "A job run on a schedule.",
+                "properties": {"spec": {"type": "object", "description": "What to run and when.",
+                    "properties": {
+                        "cronSpec": {"type": "string", "description": "The schedule in cron format."},
+                        "replicas": {"type": "integer", "description": "How many copies run."},
+                    }}}}},
+            "additionalPrinterColumns": [
+                {"name": "Spec", "type": "string", "jsonPath": ".spec.cronSpec"},
+                {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas", "priority": 1},
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            ]}]}})
 }
 
 fn server_with(legacy_only: bool) -> (String, Arc<State>) {
     let mut resources = builtin_resources();
-    resources.push(crontab_resource());
+    resources.extend(resources_from_crd(&crontab_crd()));
     let mut crds = CrdSchemas::new();
-    let key = ("stable.example.com".into(), "v1".into(), "CronTab".into());
-    crds.insert(key, crontab_schema());
+    add_crd_schemas(&mut crds, &crontab_crd());
     let openapi = OpenApiDocs::build(&resources, &crds);
     start(State {
         resources,

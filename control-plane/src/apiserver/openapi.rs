@@ -29,6 +29,21 @@ use super::resources::{ResourceInfo, builtin_resources, subresource_info};
 /// `schema.openAPIV3Schema`.
 pub type CrdSchemas = BTreeMap<(String, String, String), Value>;
 
+/// Adds a CRD's served versions' `schema.openAPIV3Schema` to `schemas`.
+pub fn add_crd_schemas(schemas: &mut CrdSchemas, crd: &Value) {
+    let spec = &crd["spec"];
+    let (Some(group), Some(kind)) = (spec["group"].as_str(), spec["names"]["kind"].as_str()) else {
+        return;
+    };
+    for v in spec["versions"].as_array().into_iter().flatten() {
+        let schema = &v["schema"]["openAPIV3Schema"];
+        if let (Some(version), true) = (v["name"].as_str(), schema.is_object()) {
+            let key = (group.to_string(), version.to_string(), kind.to_string());
+            schemas.insert(key, schema.clone());
+        }
+    }
+}
+
 /// A kind with a generated schema: its GVK and how to register it in a generator.
 struct KindSchema {
     group: &'static str,
@@ -788,6 +803,13 @@ mod tests {
         let schemas = &doc["components"]["schemas"];
         assert!(schemas["com.example.stable.v1.CronTab"]["properties"]["spec"].is_object());
         assert!(schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"].is_object());
+        let mut from_crd = CrdSchemas::new();
+        add_crd_schemas(
+            &mut from_crd,
+            &json!({"spec": {"group": "stable.example.com", "names": {"kind": "CronTab"},
+                "versions": [{"name": "v1", "schema": {"openAPIV3Schema": crds.values().next()}}]}}),
+        );
+        assert_eq!(from_crd, crds);
         let docs = OpenApiDocs::build(&all, &crds);
         let index: Value = serde_json::from_slice(&docs.v3_index).expect("test fixture");
         let url = index["paths"]["apis/stable.example.com/v1"]["serverRelativeURL"]

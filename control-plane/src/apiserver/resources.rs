@@ -352,6 +352,65 @@ pub fn version_priority(version: &str) -> (u8, i64, i64, String) {
     }
 }
 
+fn json_strings(v: Option<&serde_json::Value>) -> Vec<String> {
+    v.and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The resources a CustomResourceDefinition serves: one per version with `served: true`,
+/// most preferred version first. Missing names yield nothing (validation's job to refuse).
+pub fn resources_from_crd(crd: &serde_json::Value) -> Vec<ResourceInfo> {
+    let spec = &crd["spec"];
+    let names = &spec["names"];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let (group, kind, plural) = (
+        text(&spec["group"]),
+        text(&names["kind"]),
+        text(&names["plural"]),
+    );
+    if group.is_empty() || kind.is_empty() || plural.is_empty() {
+        return Vec::new();
+    }
+    let singular = match names["singular"].as_str() {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => kind.to_lowercase(),
+    };
+    let mut out: Vec<ResourceInfo> = spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["served"].as_bool() == Some(true))
+        .filter_map(|v| {
+            let version = v["name"].as_str().filter(|n| !n.is_empty())?;
+            let subs = &v["subresources"];
+            let subresources = ["scale", "status"]
+                .into_iter()
+                .filter(|s| subs.get(s).is_some_and(|x| !x.is_null()))
+                .map(str::to_string)
+                .collect();
+            Some(ResourceInfo {
+                group: group.clone(),
+                version: version.to_string(),
+                kind: kind.clone(),
+                plural: plural.clone(),
+                singular: singular.clone(),
+                namespaced: spec["scope"].as_str() != Some("Cluster"),
+                short_names: json_strings(names.get("shortNames")),
+                categories: json_strings(names.get("categories")),
+                verbs: strings(CRUD),
+                subresources,
+            })
+        })
+        .collect();
+    out.sort_by_key(|r| version_priority(&r.version));
+    out
+}
+
 /// The resource at `group/version` named `plural`.
 pub fn find_by_plural<'a>(
     resources: &'a [ResourceInfo],
@@ -420,6 +479,25 @@ mod tests {
             subresource_info(pods, "status").verbs,
             vec!["get", "patch", "update"]
         );
+    }
+
+    #[test]
+    fn crd_resources() {
+        let crd = serde_json::json!({"spec": {"group": "stable.example.com", "scope": "Namespaced",
+        "names": {"plural": "crontabs", "kind": "CronTab", "shortNames": ["ct"]},
+        "versions": [
+            {"name": "v1beta1", "served": true, "storage": false},
+            {"name": "v1", "served": true, "storage": true, "subresources": {"status": {}}},
+            {"name": "v0", "served": false},
+        ]}});
+        let rs = resources_from_crd(&crd);
+        assert_eq!(rs.len(), 2);
+        assert_eq!(rs[0].version, "v1");
+        assert_eq!(rs[0].subresources, vec!["status"]);
+        assert_eq!(rs[0].singular, "crontab");
+        assert_eq!(rs[0].short_names, vec!["ct"]);
+        assert!(rs[0].namespaced);
+        assert!(resources_from_crd(&serde_json::json!({})).is_empty());
     }
 
     #[test]

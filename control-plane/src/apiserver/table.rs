@@ -1143,6 +1143,26 @@ pub fn to_table_with_columns(
     assemble(defs, rows, include_object, list_meta)
 }
 
+/// The printer columns of one version of a CRD: its `additionalPrinterColumns`, or AGE alone
+/// when it declares none (kube's default).
+pub fn crd_printer_columns(crd: &Value, version: &str) -> Vec<PrinterColumn> {
+    let declared: Vec<PrinterColumn> = list(crd, &["spec", "versions"])
+        .iter()
+        .find(|v| text(v, &["name"]) == version)
+        .map(|v| {
+            list(v, &["additionalPrinterColumns"])
+                .iter()
+                .filter_map(PrinterColumn::from_crd)
+                .collect()
+        })
+        .unwrap_or_default();
+    if declared.is_empty() {
+        default_crd_columns()
+    } else {
+        declared
+    }
+}
+
 /// The default columns of a CRD without `additionalPrinterColumns`: just AGE.
 pub fn default_crd_columns() -> Vec<PrinterColumn> {
     vec![PrinterColumn {
@@ -1358,6 +1378,10 @@ mod tests {
         assert_eq!(cells[3], "Ready");
         assert_eq!(cells[4], "60m");
         assert!(t["rows"][0].get("object").is_none());
+        let crd = json!({"spec": {"versions": [{"name": "v1", "additionalPrinterColumns": [
+            {"name": "Spec", "type": "string", "jsonPath": ".spec.cronSpec"}]}, {"name": "v2"}]}});
+        assert_eq!(crd_printer_columns(&crd, "v1")[0].name, "Spec");
+        assert_eq!(crd_printer_columns(&crd, "v2"), default_crd_columns());
         assert_eq!(t["columnDefinitions"][2]["priority"], 1);
     }
 
