@@ -13,8 +13,8 @@ use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 
 use super::discovery::{
-    aggregated_apis, aggregated_core, aggregated_version_accepted, api_group, api_group_list,
-    api_resource_list, api_versions, version_info,
+    aggregated_apis, aggregated_content_type, aggregated_core, aggregated_version_accepted,
+    api_group, api_group_list, api_resource_list, api_versions, version_info,
 };
 use super::openapi::{CrdSchemas, OpenApiDocs, add_crd_schemas};
 use super::resources::{ResourceInfo, builtin_resources, find_by_plural, resources_from_crd};
@@ -27,7 +27,6 @@ const KUBECTL: &str = "/usr/bin/kubectl";
 struct State {
     resources: Vec<ResourceInfo>,
     openapi: OpenApiDocs,
-    pods: Vec<Value>,
     /// Answer discovery with the legacy documents even when aggregated ones are asked for.
     legacy_only: bool,
     /// "METHOD path [accept] content-type -> status body", one per request.
@@ -89,16 +88,13 @@ fn route(state: &State, path: &str, accept: &str) -> Reply {
                 None => not_found(),
             };
         }
-        ["api", "v1", "namespaces", _, "pods"] | ["api", "v1", "pods"] => Some(pods(state, accept)),
-        ["api", "v1", "namespaces", "default", "pods", "web-1"] => Some(applied_pod(state)),
-        [
-            "apis",
-            "stable.example.com",
-            "v1",
-            "namespaces",
-            _,
-            "crontabs",
-        ] => Some(crontabs(accept)),
+        ["api", v, "namespaces", _, plural] | ["api", v, plural] => {
+            list(state, "", v, plural, accept)
+        }
+        ["apis", g, v, "namespaces", _, plural] | ["apis", g, v, plural] => {
+            list(state, g, v, plural, accept)
+        }
+        ["api", "v1", "namespaces", "default", "pods", "web-1"] => Some(applied_pod()),
         _ => None,
     };
     doc.map_or_else(not_found, |d| json_reply(&d))
@@ -114,50 +110,78 @@ fn raw(body: Vec<u8>) -> Reply {
 
 fn aggregated_reply(doc: Value, version: &str) -> Reply {
     Reply {
-        content_type: format!(
-            "application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
-        ),
+        content_type: aggregated_content_type(version),
         ..json_reply(&doc)
     }
 }
 
-fn pods(state: &State, accept: &str) -> Value {
-    let list_meta = json!({"resourceVersion": "42"});
-    let Some(pod_info) = find_by_plural(&state.resources, "", "v1", "pods") else {
-        return json!({});
-    };
-    if table_accepted(accept) {
-        let now = Utc
-            .with_ymd_and_hms(2024, 1, 1, 12, 0, 0)
-            .single()
-            .expect("valid time");
-        return to_table(
-            pod_info,
-            &state.pods,
-            IncludeObject::Metadata,
-            now,
-            list_meta,
-        );
-    }
-    json!({"kind": "PodList", "apiVersion": "v1", "metadata": list_meta, "items": state.pods})
+/// The clock the served tables are computed at.
+fn table_now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 1, 12, 0, 0)
+        .single()
+        .expect("valid time")
 }
 
-fn crontabs(accept: &str) -> Value {
-    let items = vec![json!({
-        "apiVersion": "stable.example.com/v1", "kind": "CronTab",
-        "metadata": {"name": "nightly", "namespace": "default", "creationTimestamp": "2024-01-01T11:00:00Z"},
-        "spec": {"cronSpec": "0 3 * * *", "replicas": 2},
-    })];
-    if !table_accepted(accept) {
-        return json!({"kind": "CronTabList", "apiVersion": "stable.example.com/v1",
-            "metadata": {}, "items": items});
+/// The objects each list answers with.
+fn fixtures(plural: &str) -> Vec<Value> {
+    match plural {
+        "pods" => sample_pods(),
+        "crontabs" => vec![json!({
+            "apiVersion": "stable.example.com/v1", "kind": "CronTab",
+            "metadata": {"name": "nightly", "namespace": "default", "creationTimestamp": "2024-01-01T11:00:00Z"},
+            "spec": {"cronSpec": "0 3 * * *", "replicas": 2},
+        })],
+        "nodes" => vec![json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "node-a", "creationTimestamp": "2023-12-01T12:00:00Z",
+                "labels": {"node-role.kubernetes.io/control-plane": ""}},
+            "spec": {"unschedulable": true},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                "addresses": [{"type": "InternalIP", "address": "192.168.1.10"}],
+                "nodeInfo": {"kubeletVersion": "v1.32.0", "osImage": "Debian GNU/Linux 12",
+                    "kernelVersion": "6.1.0", "containerRuntimeVersion": "keel://0.1.0"}},
+        })],
+        "deployments" => vec![json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2024-01-01T08:00:00Z"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx:1.27"}]}}},
+            "status": {"replicas": 3, "readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2},
+        })],
+        _ => vec![],
     }
-    let columns = crd_printer_columns(&crontab_crd(), "v1");
-    let now = Utc
-        .with_ymd_and_hms(2024, 1, 1, 12, 0, 0)
-        .single()
-        .expect("valid time");
-    to_table_with_columns(&columns, &items, IncludeObject::Metadata, now, json!({}))
+}
+
+/// A list of `plural`, as a Table when asked for one (CronTabs with their CRD's columns).
+fn list(state: &State, group: &str, version: &str, plural: &str, accept: &str) -> Option<Value> {
+    let info = find_by_plural(&state.resources, group, version, plural)?;
+    let items = fixtures(plural);
+    let list_meta = json!({"resourceVersion": "42"});
+    if !table_accepted(accept) {
+        let kind = info.list_kind();
+        return Some(
+            json!({"kind": kind, "apiVersion": info.api_version(), "metadata": list_meta, "items": items}),
+        );
+    }
+    let table = if group == "stable.example.com" {
+        let columns = crd_printer_columns(&crontab_crd(), version);
+        to_table_with_columns(
+            &columns,
+            &items,
+            IncludeObject::Metadata,
+            table_now(),
+            list_meta,
+        )
+    } else {
+        to_table(
+            info,
+            &items,
+            IncludeObject::Metadata,
+            table_now(),
+            list_meta,
+        )
+    };
+    Some(table)
 }
 
 /// One parsed request: enough of HTTP/1.1 for kubectl.
@@ -214,7 +238,7 @@ fn serve_connection(state: &State, stream: TcpStream) -> std::io::Result<()> {
         let reply = if req.method == "GET" {
             route(state, &req.path, &req.accept)
         } else {
-            write_request(state, &req)
+            write_request(&req)
         };
         let line = format!(
             "{} {} [{}] {} -> {}",
@@ -240,19 +264,19 @@ fn serve_connection(state: &State, stream: TcpStream) -> std::io::Result<()> {
 }
 
 /// PATCH of the one existing pod answers with the pod; anything else is 404.
-fn write_request(state: &State, req: &Request) -> Reply {
+fn write_request(req: &Request) -> Reply {
     match (
         req.method.as_str(),
         req.path.split('?').next().unwrap_or(""),
     ) {
-        ("PATCH", "/api/v1/namespaces/default/pods/web-1") => json_reply(&applied_pod(state)),
+        ("PATCH", "/api/v1/namespaces/default/pods/web-1") => json_reply(&applied_pod()),
         _ => not_found(),
     }
 }
 
 /// web-1 as `kubectl apply` left it: with its last-applied configuration.
-fn applied_pod(state: &State) -> Value {
-    let mut pod = state.pods[0].clone();
+fn applied_pod() -> Value {
+    let mut pod = sample_pods().swap_remove(0);
     let last = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "web-1", "namespace": "default"},
         "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
@@ -367,7 +391,6 @@ fn server_with(legacy_only: bool) -> (String, Arc<State>) {
     start(State {
         resources,
         openapi,
-        pods: sample_pods(),
         legacy_only,
         log: Mutex::new(Vec::new()),
     })
@@ -542,4 +565,33 @@ fn kubectl_client_side_apply_patches_with_merge_keys() {
     // The patch came from the v3 schema's merge keys: kubectl did not fall back to v2.
     assert!(log.contains("GET /openapi/v3/api/v1?hash="), "{log}");
     assert!(!log.contains("GET /openapi/v2"), "{log}");
+}
+
+#[test]
+fn kubectl_get_nodes_and_deployments_wide() {
+    if !kubectl_available() {
+        return;
+    }
+    let server = server();
+    let nodes = kubectl(&server, &["get", "nodes", "-o", "wide"]);
+    let header = squash(nodes.lines().next().unwrap_or_default());
+    assert_eq!(
+        header,
+        "NAME STATUS ROLES AGE VERSION INTERNAL-IP EXTERNAL-IP OS-IMAGE KERNEL-VERSION CONTAINER-RUNTIME",
+        "{nodes}"
+    );
+    assert!(
+        squash(&nodes).contains("node-a Ready,SchedulingDisabled control-plane 31d v1.32.0 192.168.1.10 <none> Debian GNU/Linux 12 6.1.0 keel://0.1.0"),
+        "{nodes}"
+    );
+    let deploys = kubectl(&server, &["get", "deploy", "-n", "default", "-o", "wide"]);
+    let header = squash(deploys.lines().next().unwrap_or_default());
+    assert_eq!(
+        header, "NAME READY UP-TO-DATE AVAILABLE AGE CONTAINERS IMAGES SELECTOR",
+        "{deploys}"
+    );
+    assert!(
+        squash(&deploys).contains("web 2/3 3 2 4h nginx nginx:1.27 app=web"),
+        "{deploys}"
+    );
 }

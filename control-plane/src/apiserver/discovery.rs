@@ -36,6 +36,12 @@ pub fn aggregated_version_accepted(accept: &str) -> Option<&'static str> {
     None
 }
 
+/// The `Content-Type` of an aggregated answer for `version` ("v2" or "v2beta1"): clients
+/// check it before reading the body as aggregated discovery.
+pub fn aggregated_content_type(version: &str) -> String {
+    format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList")
+}
+
 /// `/api`: the core group's versions.
 pub fn api_versions(server_address: &str) -> Value {
     json!({
@@ -270,6 +276,7 @@ mod tests {
             Some("v2beta1")
         );
         assert_eq!(aggregated_version_accepted("application/json"), None);
+        assert_eq!(aggregated_content_type("v2"), AGGREGATED_V2);
     }
 
     #[test]
