@@ -25,13 +25,15 @@ pub mod names;
 pub mod namespace_lifecycle;
 pub mod nonresource;
 pub mod objects;
+pub mod openapi;
+pub mod openapi_proto;
 pub mod patch;
 pub mod quantity;
 pub mod request;
 pub mod resources;
 pub mod rest;
-pub mod selection;
 pub mod security;
+pub mod selection;
 pub mod selectors;
 pub mod server;
 pub mod state;
@@ -39,10 +41,10 @@ pub mod status;
 pub mod strategy;
 pub mod subresources;
 pub mod table;
-
 pub mod validation;
 pub mod watch;
 pub mod watch_cache;
+
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -112,3 +114,5 @@ pub async fn run(
     server::serve(state, listener, Some(tls), shutdown).await;
     Ok(())
 }
+#[cfg(test)]
+mod describe_kubectl;
