@@ -4,12 +4,12 @@
 
 use serde_json::Value;
 
+use super::auth::UserInfo;
 use super::objects;
 use super::resources::ResourceInfo;
 use super::rest::{self, ObjectRef};
 use super::state::ApiState;
 use super::status::{ApiError, Target};
-use super::auth::UserInfo;
 
 /// Namespaces that always exist (created at start) and may not be deleted.
 pub const IMMORTAL_NAMESPACES: &[&str] =

@@ -22,7 +22,11 @@ pub fn connection_user(connection: &rustls::ServerConnection) -> Option<UserInfo
 }
 
 /// Who is asking: the certificate's user, else the bearer token's.
-pub async fn authenticate(state: &ApiState, cert_user: Option<&UserInfo>, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
+pub async fn authenticate(
+    state: &ApiState,
+    cert_user: Option<&UserInfo>,
+    headers: &HeaderMap,
+) -> Result<UserInfo, ApiError> {
     if let Some(user) = cert_user {
         return Ok(user.clone());
     }
@@ -38,13 +42,17 @@ pub async fn authenticate(state: &ApiState, cert_user: Option<&UserInfo>, header
     };
     let now = chrono::Utc::now().timestamp();
     let secret = |namespace: &str, name: &str| {
-        let key = format!("{}{namespace}/{name}", objects::REGISTRY_PREFIX.to_string() + "core/secrets/");
+        let key = format!(
+            "{}{namespace}/{name}",
+            objects::REGISTRY_PREFIX.to_string() + "core/secrets/"
+        );
         state.cache.get(&key).map(|s| (*s).clone())
     };
-    let authenticated = auth::bearer::authenticate(token, &security.signer, &[], now, secret).map_err(|error| {
-        tracing::debug!(%error, "bearer token refused");
-        ApiError::unauthorized()
-    })?;
+    let authenticated = auth::bearer::authenticate(token, &security.signer, &[], now, secret)
+        .map_err(|error| {
+            tracing::debug!(%error, "bearer token refused");
+            ApiError::unauthorized()
+        })?;
     if let Some(claims) = &authenticated.claims {
         check_bound_objects(state, claims)?;
     }
@@ -53,15 +61,29 @@ pub async fn authenticate(state: &ApiState, cert_user: Option<&UserInfo>, header
 
 /// A service account token stays valid only while its service account (and bound pod) exist
 /// with the uids it was issued for.
-fn check_bound_objects(state: &ApiState, claims: &auth::service_account::Claims) -> Result<(), ApiError> {
+fn check_bound_objects(
+    state: &ApiState,
+    claims: &auth::service_account::Claims,
+) -> Result<(), ApiError> {
     let value = serde_json::to_value(claims).unwrap_or_default();
     let k8s = &value["kubernetes.io"];
     let namespace = k8s["namespace"].as_str().unwrap_or("");
-    let checks = [("serviceaccounts", &k8s["serviceaccount"]), ("pods", &k8s["pod"])];
+    let checks = [
+        ("serviceaccounts", &k8s["serviceaccount"]),
+        ("pods", &k8s["pod"]),
+    ];
     for (plural, bound) in checks {
-        let (Some(name), Some(uid)) = (bound["name"].as_str(), bound["uid"].as_str()) else { continue };
-        let key = format!("{}core/{plural}/{namespace}/{name}", objects::REGISTRY_PREFIX);
-        let alive = state.cache.get(&key).is_some_and(|object| objects::uid(&object) == uid);
+        let (Some(name), Some(uid)) = (bound["name"].as_str(), bound["uid"].as_str()) else {
+            continue;
+        };
+        let key = format!(
+            "{}core/{plural}/{namespace}/{name}",
+            objects::REGISTRY_PREFIX
+        );
+        let alive = state
+            .cache
+            .get(&key)
+            .is_some_and(|object| objects::uid(&object) == uid);
         if !alive {
             tracing::debug!(plural, name, "token bound to an object that is gone");
             return Err(ApiError::unauthorized());

@@ -20,19 +20,27 @@ const RBAC: &str = "rbac.authorization.k8s.io";
 
 impl RbacObjects for CachedRbac<'_> {
     fn cluster_role_bindings(&self) -> Vec<Arc<Value>> {
-        self.0.list(&format!("{REGISTRY_PREFIX}{RBAC}/clusterrolebindings/")).0
+        self.0
+            .list(&format!("{REGISTRY_PREFIX}{RBAC}/clusterrolebindings/"))
+            .0
     }
 
     fn role_bindings(&self, namespace: &str) -> Vec<Arc<Value>> {
-        self.0.list(&format!("{REGISTRY_PREFIX}{RBAC}/rolebindings/{namespace}/")).0
+        self.0
+            .list(&format!(
+                "{REGISTRY_PREFIX}{RBAC}/rolebindings/{namespace}/"
+            ))
+            .0
     }
 
     fn cluster_role(&self, name: &str) -> Option<Arc<Value>> {
-        self.0.get(&format!("{REGISTRY_PREFIX}{RBAC}/clusterroles/{name}"))
+        self.0
+            .get(&format!("{REGISTRY_PREFIX}{RBAC}/clusterroles/{name}"))
     }
 
     fn role(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
-        self.0.get(&format!("{REGISTRY_PREFIX}{RBAC}/roles/{namespace}/{name}"))
+        self.0
+            .get(&format!("{REGISTRY_PREFIX}{RBAC}/roles/{namespace}/{name}"))
     }
 }
 
@@ -45,12 +53,23 @@ pub fn attributes(user: &UserInfo, info: &RequestInfo) -> Attributes {
     } else {
         format!("{}/{}", info.resource, info.subresource)
     };
-    let mut attributes = Attributes::resource(user, &info.verb, &info.group, &resource, &info.namespace, &info.name);
+    let mut attributes = Attributes::resource(
+        user,
+        &info.verb,
+        &info.group,
+        &resource,
+        &info.namespace,
+        &info.name,
+    );
     attributes.api_version = info.version.clone();
     attributes
 }
 
-pub async fn authorize(state: &ApiState, user: &UserInfo, info: &RequestInfo) -> Result<(), ApiError> {
+pub async fn authorize(
+    state: &ApiState,
+    user: &UserInfo,
+    info: &RequestInfo,
+) -> Result<(), ApiError> {
     let attributes = attributes(user, info);
     let graph = state.node_graph();
     let decision = auth::authorize(&attributes, &graph, &CachedRbac(&state.cache));
@@ -63,14 +82,21 @@ pub async fn authorize(state: &ApiState, user: &UserInfo, info: &RequestInfo) ->
 /// `User "alice" cannot list resource "pods" in API group "" in the namespace "default"`.
 fn forbidden_message(user: &UserInfo, info: &RequestInfo) -> String {
     if !info.is_resource_request {
-        return format!("forbidden: User \"{}\" cannot {} path \"{}\"", user.name, info.verb, info.path);
+        return format!(
+            "forbidden: User \"{}\" cannot {} path \"{}\"",
+            user.name, info.verb, info.path
+        );
     }
     let resource = if info.subresource.is_empty() {
         info.resource.clone()
     } else {
         format!("{}/{}", info.resource, info.subresource)
     };
-    let target = if info.name.is_empty() { String::new() } else { format!(" \"{}\"", info.name) };
+    let target = if info.name.is_empty() {
+        String::new()
+    } else {
+        format!(" \"{}\"", info.name)
+    };
     let scope = if info.namespace.is_empty() || info.resource == "namespaces" {
         "at the cluster scope".to_string()
     } else {

@@ -29,8 +29,14 @@ pub async fn ensure_system_namespaces(state: &ApiState) -> Result<(), ApiError> 
 pub async fn ensure_rbac_policy(state: &ApiState) -> Result<(), ApiError> {
     let catalog = state.catalog();
     let kinds = [
-        ("clusterroles", super::auth::bootstrap_policy::cluster_roles()),
-        ("clusterrolebindings", super::auth::bootstrap_policy::cluster_role_bindings()),
+        (
+            "clusterroles",
+            super::auth::bootstrap_policy::cluster_roles(),
+        ),
+        (
+            "clusterrolebindings",
+            super::auth::bootstrap_policy::cluster_role_bindings(),
+        ),
     ];
     for (plural, objects) in kinds {
         let Some(resource) = catalog.lookup("rbac.authorization.k8s.io", "v1", plural) else {

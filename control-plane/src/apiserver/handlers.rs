@@ -10,6 +10,7 @@ use http::{HeaderMap, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::admission;
+use super::auth::UserInfo;
 use super::body::{self, Body, Wanted};
 use super::objects;
 use super::patch::{self, TypeRef};
@@ -19,7 +20,7 @@ use super::rest::{self, DeleteOptions, Deleted, ObjectRef, WriteOptions};
 use super::selection::Selection;
 use super::state::ApiState;
 use super::status::{ApiError, Target, success_status};
-use super::auth::UserInfo;
+use super::table::IncludeObject;
 use super::watch;
 
 /// Everything a resource handler needs about the request.
@@ -125,6 +126,8 @@ fn render_one(
             let table = super::table::to_table(
                 resource,
                 std::slice::from_ref(&object),
+                IncludeObject::from_query(request.query.get("includeObject")),
+                chrono::Utc::now(),
                 json!({"resourceVersion": objects::meta_str(&object, "resourceVersion")}),
             );
             Ok(body::json_response(status, &table))
@@ -155,7 +158,9 @@ async fn list(
     }
     if body::wanted(request.headers) == Wanted::Table {
         let items: Vec<Value> = page.items.iter().map(|o| (**o).clone()).collect();
-        let table = super::table::to_table(resource, &items, list_meta);
+        let include = IncludeObject::from_query(request.query.get("includeObject"));
+        let table =
+            super::table::to_table(resource, &items, include, chrono::Utc::now(), list_meta);
         return Ok(body::json_response(StatusCode::OK, &table));
     }
     Ok(body::json_bytes(

@@ -45,7 +45,6 @@ pub mod validation;
 pub mod watch;
 pub mod watch_cache;
 
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -101,10 +100,24 @@ pub async fn run(
     let security = security::load_or_create(&config, address)?;
     let tls = security::tls_acceptor(&security.pki)?;
     let compaction_interval = config.compaction_interval;
-    let state = Arc::new(state::ApiState::new(store.clone(), cache, config, catalog, Some(security)));
-    bootstrap::ensure_system_namespaces(&state).await.map_err(|e| Error::Setup(e.to_string()))?;
-    bootstrap::ensure_rbac_policy(&state).await.map_err(|e| Error::Setup(e.to_string()))?;
-    tokio::spawn(compaction::run(store, compaction_interval, shutdown.clone()));
+    let state = Arc::new(state::ApiState::new(
+        store.clone(),
+        cache,
+        config,
+        catalog,
+        Some(security),
+    ));
+    bootstrap::ensure_system_namespaces(&state)
+        .await
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    bootstrap::ensure_rbac_policy(&state)
+        .await
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    tokio::spawn(compaction::run(
+        store,
+        compaction_interval,
+        shutdown.clone(),
+    ));
     tokio::spawn(namespace_lifecycle::run(state.clone(), shutdown.clone()));
     tokio::spawn(security::feed_node_graph(state.clone(), shutdown.clone()));
     tracing::info!(%address, "keel-apiserver serving");

@@ -36,9 +36,16 @@ pub async fn run(state: Arc<ApiState>, cancel: CancellationToken) {
 /// Finalizes every terminating namespace that still carries our finalizer.
 async fn sweep(state: &ApiState) -> Result<(), ApiError> {
     let catalog = state.catalog();
-    let Some(namespaces) = catalog.lookup("", "v1", "namespaces") else { return Ok(()) };
-    let (all, _) = state.cache.list(&objects::collection_prefix(namespaces, ""));
-    for namespace in all.iter().filter(|ns| objects::is_deleting(ns) && has_finalizer(ns)) {
+    let Some(namespaces) = catalog.lookup("", "v1", "namespaces") else {
+        return Ok(());
+    };
+    let (all, _) = state
+        .cache
+        .list(&objects::collection_prefix(namespaces, ""));
+    for namespace in all
+        .iter()
+        .filter(|ns| objects::is_deleting(ns) && has_finalizer(ns))
+    {
         let name = objects::name(namespace).to_string();
         let remaining = delete_contents(state, catalog.all(), &name).await?;
         if remaining == 0 {
@@ -57,17 +64,30 @@ fn has_finalizer(namespace: &Value) -> bool {
 }
 
 /// Deletes every object in `namespace`; returns how many are still there.
-async fn delete_contents(state: &ApiState, resources: &[ResourceInfo], namespace: &str) -> Result<usize, ApiError> {
+async fn delete_contents(
+    state: &ApiState,
+    resources: &[ResourceInfo],
+    namespace: &str,
+) -> Result<usize, ApiError> {
     let mut remaining = 0;
     let mut seen = std::collections::HashSet::new();
-    for resource in resources.iter().filter(|r| r.namespaced && r.verbs.iter().any(|v| v == "delete")) {
+    for resource in resources
+        .iter()
+        .filter(|r| r.namespaced && r.verbs.iter().any(|v| v == "delete"))
+    {
         if !seen.insert((resource.group.clone(), resource.plural.clone())) {
             continue;
         }
-        let (items, _) = state.cache.list(&objects::collection_prefix(resource, namespace));
+        let (items, _) = state
+            .cache
+            .list(&objects::collection_prefix(resource, namespace));
         remaining += items.len();
         for object in items.iter().filter(|o| !objects::is_deleting(o)) {
-            let at = ObjectRef { resource, namespace, name: objects::name(object) };
+            let at = ObjectRef {
+                resource,
+                namespace,
+                name: objects::name(object),
+            };
             match rest::delete(state, at, &DeleteOptions::default()).await {
                 Ok(_) => {}
                 Err(error) if error.code == 404 || error.code == 409 => {}
@@ -78,8 +98,16 @@ async fn delete_contents(state: &ApiState, resources: &[ResourceInfo], namespace
     Ok(remaining)
 }
 
-async fn remove_finalizer(state: &ApiState, namespaces: &ResourceInfo, name: &str) -> Result<(), ApiError> {
-    let at = ObjectRef { resource: namespaces, namespace: "", name };
+async fn remove_finalizer(
+    state: &ApiState,
+    namespaces: &ResourceInfo,
+    name: &str,
+) -> Result<(), ApiError> {
+    let at = ObjectRef {
+        resource: namespaces,
+        namespace: "",
+        name,
+    };
     let result = rest::guaranteed_update(
         state,
         at,

@@ -384,9 +384,15 @@ fn prepare_update_metadata(at: ObjectRef<'_>, object: &mut Value) {
 /// An object marked for deletion whose finalizers are all gone (for a namespace, also those of
 /// spec.finalizers) and whose grace period is over is deleted by the write that clears them.
 fn ready_to_delete(object: &Value) -> bool {
-    let spec_finalizers = object.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
+    let spec_finalizers = object
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
         && object.get("kind").and_then(Value::as_str) == Some("Namespace");
-    objects::is_deleting(object) && objects::finalizers(object).is_empty() && !spec_finalizers && deletion_is_due(object)
+    objects::is_deleting(object)
+        && objects::finalizers(object).is_empty()
+        && !spec_finalizers
+        && deletion_is_due(object)
 }
 
 /// True when an object marked for deletion has no grace period left to wait for (graceful

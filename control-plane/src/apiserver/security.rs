@@ -32,18 +32,29 @@ pub fn load_or_create(config: &Config, address: SocketAddr) -> Result<Security, 
     if let Some(first) = config.service_cluster_ip_range.hosts().next() {
         hosts.push(first.to_string());
     }
-    let pki = Pki::load_or_create(&config.data_dir, &hosts).map_err(|e| setup("loading the PKI", e))?;
-    let signer = TokenSigner::from_pem(pki.service_account_key_pem(), auth::service_account::DEFAULT_ISSUER)
-        .map_err(|e| setup("loading the service-account key", e))?;
-    let host = if address.ip().is_unspecified() { "127.0.0.1".to_string() } else { address.ip().to_string() };
+    let pki =
+        Pki::load_or_create(&config.data_dir, &hosts).map_err(|e| setup("loading the PKI", e))?;
+    let signer = TokenSigner::from_pem(
+        pki.service_account_key_pem(),
+        auth::service_account::DEFAULT_ISSUER,
+    )
+    .map_err(|e| setup("loading the service-account key", e))?;
+    let host = if address.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        address.ip().to_string()
+    };
     let server = auth::kubeconfig::server_url(&host, address.port());
-    let path = auth::kubeconfig::write_admin(&config.data_dir, &pki, &server).map_err(|e| setup("writing admin.kubeconfig", e))?;
+    let path = auth::kubeconfig::write_admin(&config.data_dir, &pki, &server)
+        .map_err(|e| setup("writing admin.kubeconfig", e))?;
     tracing::info!(kubeconfig = %path.display(), "admin kubeconfig written");
     Ok(Security { pki, signer })
 }
 
 pub fn tls_acceptor(pki: &Pki) -> Result<tokio_rustls::TlsAcceptor, Error> {
-    let config = pki.server_tls_config().map_err(|e| Error::Setup(format!("TLS configuration: {e}")))?;
+    let config = pki
+        .server_tls_config()
+        .map_err(|e| Error::Setup(format!("TLS configuration: {e}")))?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -51,7 +62,9 @@ pub fn tls_acceptor(pki: &Pki) -> Result<tokio_rustls::TlsAcceptor, Error> {
 pub async fn feed_node_graph(state: Arc<ApiState>, cancel: CancellationToken) {
     let prefix = format!("{REGISTRY_PREFIX}core/pods/");
     loop {
-        let Ok(mut subscription) = state.cache.subscribe(&prefix, None) else { return };
+        let Ok(mut subscription) = state.cache.subscribe(&prefix, None) else {
+            return;
+        };
         for event in &subscription.initial {
             state.update_node_graph(|graph| graph.apply_pod(&event.object));
         }
@@ -61,9 +74,13 @@ pub async fn feed_node_graph(state: Arc<ApiState>, cancel: CancellationToken) {
                 event = subscription.live.recv() => event,
             };
             match event {
-                Ok(event) if event.revision <= subscription.after || !event.key.starts_with(&prefix) => {}
+                Ok(event)
+                    if event.revision <= subscription.after || !event.key.starts_with(&prefix) => {}
                 Ok(event) => state.update_node_graph(|graph| match event.event_type {
-                    EventType::Deleted => graph.remove_pod(objects::namespace(&event.object), objects::name(&event.object)),
+                    EventType::Deleted => graph.remove_pod(
+                        objects::namespace(&event.object),
+                        objects::name(&event.object),
+                    ),
                     _ => graph.apply_pod(&event.object),
                 }),
                 // Lagged or reset: rebuild from a fresh snapshot.

@@ -32,7 +32,8 @@ impl Selection {
             };
         let fields = match query.get("fieldSelector") {
             Some(text) => {
-                let selector = FieldSelector::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let selector =
+                    FieldSelector::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
                 selector
                     .check_supported(&resource.group, &resource.kind)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -81,16 +82,29 @@ impl Selection {
 pub fn selector_string(selector: &Value) -> String {
     let mut parts = Vec::new();
     if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
-        parts.extend(labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))));
+        parts.extend(
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))),
+        );
     }
-    for expression in selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+    for expression in selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let key = expression.get("key").and_then(Value::as_str).unwrap_or("");
         let values: Vec<&str> = expression
             .get("values")
             .and_then(Value::as_array)
             .map(|v| v.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        match expression.get("operator").and_then(Value::as_str).unwrap_or("") {
+        match expression
+            .get("operator")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+        {
             "In" => parts.push(format!("{key} in ({})", values.join(","))),
             "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
             "Exists" => parts.push(key.to_string()),

@@ -12,13 +12,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::UserInfo;
 use super::body::{self, Body};
 use super::handlers::{self, ResourceRequest};
 use super::nonresource;
 use super::request::{Query, RequestInfo};
 use super::state::ApiState;
 use super::status::ApiError;
-use super::auth::UserInfo;
 
 /// Serves connections from `listener` until `shutdown`.
 pub async fn serve(

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use super::auth::{NodeGraph, Pki, TokenSigner};
 use super::catalog::Catalog;
 use super::config::Config;
+use super::openapi::{self, OpenApiDocs};
 use super::watch_cache::WatchCache;
 use crate::storage::Store;
 
@@ -26,7 +27,13 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(store: Store, cache: WatchCache, config: Config, catalog: Catalog, security: Option<Security>) -> ApiState {
+    pub fn new(
+        store: Store,
+        cache: WatchCache,
+        config: Config,
+        catalog: Catalog,
+        security: Option<Security>,
+    ) -> ApiState {
         ApiState {
             store,
             cache,
@@ -39,12 +46,21 @@ impl ApiState {
 
     /// The resources served now.
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Swaps in a new catalog (after a CRD change).
     pub fn set_catalog(&self, catalog: Catalog) {
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+    }
+
+    /// The OpenAPI documents of the served resources (built-ins; CRD schemas join them when
+    /// CRDs are served).
+    pub fn openapi(&self) -> &'static OpenApiDocs {
+        openapi::builtin_openapi()
     }
 
     /// Which node may read what, for the Node authorizer.

@@ -180,6 +180,8 @@ impl Watcher {
             let table = super::table::to_table(
                 &self.resource,
                 std::slice::from_ref(&*event.object),
+                super::table::IncludeObject::from_query(None),
+                chrono::Utc::now(),
                 json!({}),
             );
             event_line(event_type.as_str(), &table)

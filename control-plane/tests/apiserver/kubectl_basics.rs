@@ -17,17 +17,38 @@ fn crud_round_trip() {
     let api = TestApiserver::start();
     let applied = api.ok(&["apply", "-f", "-"], Some(CONFIGMAP));
     assert!(applied.contains("configmap/settings created"), "{applied}");
-    assert_eq!(api.ok(&["get", "configmap", "settings", "-o", "jsonpath={.data.color}"], None), "blue");
+    assert_eq!(
+        api.ok(
+            &[
+                "get",
+                "configmap",
+                "settings",
+                "-o",
+                "jsonpath={.data.color}"
+            ],
+            None
+        ),
+        "blue"
+    );
     api.ok(&["label", "configmap", "settings", "tier=web"], None);
     api.ok(&["annotate", "configmap", "settings", "note=hello"], None);
     let yaml = api.ok(&["get", "cm", "settings", "-o", "yaml"], None);
-    assert!(yaml.contains("tier: web") && yaml.contains("note: hello"), "{yaml}");
+    assert!(
+        yaml.contains("tier: web") && yaml.contains("note: hello"),
+        "{yaml}"
+    );
     let table = api.ok(&["get", "configmaps"], None);
-    assert!(table.lines().next().is_some_and(|h| h.starts_with("NAME")), "{table}");
+    assert!(
+        table.lines().next().is_some_and(|h| h.starts_with("NAME")),
+        "{table}"
+    );
     assert!(table.contains("settings"), "{table}");
     let selected = api.ok(&["get", "configmaps", "-l", "tier=web", "-o", "name"], None);
     assert_eq!(selected.trim(), "configmap/settings");
-    let none = api.ok(&["get", "configmaps", "-l", "tier!=web", "-o", "name"], None);
+    let none = api.ok(
+        &["get", "configmaps", "-l", "tier!=web", "-o", "name"],
+        None,
+    );
     assert!(!none.contains("settings"), "{none}");
     api.ok(&["delete", "configmap", "settings"], None);
     let gone = api.fails(&["get", "configmap", "settings"], None);
@@ -43,7 +64,14 @@ fn watch_sees_changes() {
     let mut watcher = Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(&api.kubeconfig)
-        .args(["get", "configmaps", "-w", "-o", "name", "--request-timeout=30s"])
+        .args([
+            "get",
+            "configmaps",
+            "-w",
+            "-o",
+            "name",
+            "--request-timeout=30s",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -60,13 +88,27 @@ fn watch_sees_changes() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen = Vec::new();
     let mut created = false;
-    while !seen.iter().any(|l: &String| l.contains("configmap/watched")) {
-        assert!(Instant::now() < deadline, "kubectl get -w never printed the new configmap; saw {seen:?}");
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("configmap/watched"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "kubectl get -w never printed the new configmap; saw {seen:?}"
+        );
         if !created {
             // Give the watch a moment to open, then create; the watch must see it either way.
             std::thread::sleep(Duration::from_millis(300));
-            api.ok(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", "-"],
-                Some(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"watched"}}"#));
+            api.ok(
+                &[
+                    "create",
+                    "--raw",
+                    "/api/v1/namespaces/default/configmaps",
+                    "-f",
+                    "-",
+                ],
+                Some(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"watched"}}"#),
+            );
             created = true;
         }
         if let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(200)) {
@@ -83,35 +125,106 @@ fn bad_input_is_refused_and_writes_nothing() {
         return;
     }
     let api = TestApiserver::start();
-    let before = api.ok(&["get", "--raw", "/api/v1/namespaces/default/configmaps"], None);
-    let malformed = api.fails(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", "-"], Some("{nope"));
-    assert!(malformed.contains("error decoding JSON body"), "{malformed}");
+    let before = api.ok(
+        &["get", "--raw", "/api/v1/namespaces/default/configmaps"],
+        None,
+    );
+    let malformed = api.fails(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            "-",
+        ],
+        Some("{nope"),
+    );
+    assert!(
+        malformed.contains("error decoding JSON body"),
+        "{malformed}"
+    );
     let wrong_kind = api.fails(
-        &["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", "-"],
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            "-",
+        ],
         Some(r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#),
     );
-    assert!(wrong_kind.contains("does not match the expected kind"), "{wrong_kind}");
+    assert!(
+        wrong_kind.contains("does not match the expected kind"),
+        "{wrong_kind}"
+    );
     let bad_name = api.fails(
-        &["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", "-"],
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            "-",
+        ],
         Some(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}"#),
     );
-    assert!(bad_name.contains("metadata.name: Invalid value: \"Bad_Name\""), "{bad_name}");
+    assert!(
+        bad_name.contains("metadata.name: Invalid value: \"Bad_Name\""),
+        "{bad_name}"
+    );
     let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: noimage\nspec:\n  containers:\n  - name: app\n";
     let invalid = api.fails(&["apply", "-f", "-"], Some(pod));
-    assert!(invalid.contains("spec.containers[0].image: Required value"), "{invalid}");
+    assert!(
+        invalid.contains("spec.containers[0].image: Required value"),
+        "{invalid}"
+    );
     let unknown = api.fails(&["get", "frobnicators"], None);
-    assert!(unknown.contains("doesn't have a resource type"), "{unknown}");
-    let huge = format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"huge"}},"data":{{"k":"{}"}}}}"#, "x".repeat(4 << 20));
-    let too_large = api.fails(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", "-"], Some(&huge));
-    assert!(too_large.contains("larger than the limit") || too_large.contains("413"), "{too_large}");
+    assert!(
+        unknown.contains("doesn't have a resource type"),
+        "{unknown}"
+    );
+    let huge = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"huge"}},"data":{{"k":"{}"}}}}"#,
+        "x".repeat(4 << 20)
+    );
+    let too_large = api.fails(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            "-",
+        ],
+        Some(&huge),
+    );
+    assert!(
+        too_large.contains("larger than the limit") || too_large.contains("413"),
+        "{too_large}"
+    );
     api.ok(&["apply", "-f", "-"], Some(CONFIGMAP));
-    let stale = CONFIGMAP.replace("  namespace: default\n", "  namespace: default\n  resourceVersion: \"1\"\n");
+    let stale = CONFIGMAP.replace(
+        "  namespace: default\n",
+        "  namespace: default\n  resourceVersion: \"1\"\n",
+    );
     let conflict = api.fails(&["replace", "-f", "-"], Some(&stale));
-    assert!(conflict.contains("the object has been modified"), "{conflict}");
+    assert!(
+        conflict.contains("the object has been modified"),
+        "{conflict}"
+    );
     api.ok(&["delete", "configmap", "settings"], None);
-    let after = api.ok(&["get", "--raw", "/api/v1/namespaces/default/configmaps"], None);
-    let items = |list: &str| serde_json::from_str::<serde_json::Value>(list).map(|v| v["items"].clone()).ok();
-    assert_eq!(items(&before), items(&after), "refused writes must leave nothing behind");
+    let after = api.ok(
+        &["get", "--raw", "/api/v1/namespaces/default/configmaps"],
+        None,
+    );
+    let items = |list: &str| {
+        serde_json::from_str::<serde_json::Value>(list)
+            .map(|v| v["items"].clone())
+            .ok()
+    };
+    assert_eq!(
+        items(&before),
+        items(&after),
+        "refused writes must leave nothing behind"
+    );
     let pods = api.ok(&["get", "pods", "-o", "name"], None);
     assert!(pods.trim().is_empty(), "{pods}");
 }
@@ -125,5 +238,17 @@ fn objects_survive_a_restart() {
     api.ok(&["apply", "-f", "-"], Some(CONFIGMAP));
     let dir = api.stop();
     let api = TestApiserver::start_in(dir);
-    assert_eq!(api.ok(&["get", "configmap", "settings", "-o", "jsonpath={.data.color}"], None), "blue");
+    assert_eq!(
+        api.ok(
+            &[
+                "get",
+                "configmap",
+                "settings",
+                "-o",
+                "jsonpath={.data.color}"
+            ],
+            None
+        ),
+        "blue"
+    );
 }

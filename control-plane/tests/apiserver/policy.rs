@@ -15,7 +15,10 @@ fn kubeconfig_for(api: &TestApiserver, user: &str, group: &str) -> PathBuf {
         .issue_client_cert(user, &[group.to_string()], Duration::from_secs(3600))
         .expect("issue a client certificate");
     let server = auth::kubeconfig::server_url("127.0.0.1", api.port);
-    let credential = auth::kubeconfig::Credential::ClientCert { cert_pem: pair.cert_pem.clone(), key_pem: pair.key_pem.clone() };
+    let credential = auth::kubeconfig::Credential::ClientCert {
+        cert_pem: pair.cert_pem.clone(),
+        key_pem: pair.key_pem.clone(),
+    };
     let kubeconfig = auth::kubeconfig::render(&server, pki.ca_pem(), user, &credential);
     let path = api.dir.path().join(format!("{user}.kubeconfig"));
     auth::kubeconfig::write(&path, &kubeconfig).expect("write kubeconfig");
@@ -39,9 +42,26 @@ fn rbac_denies_then_allows() {
     let binding = "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: alice-view\n  namespace: default\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: view\nsubjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: User\n  name: alice\n";
     api.ok(&["apply", "-f", "-"], Some(binding));
     let allowed = api.kubectl_as(&alice, &["get", "configmaps", "-n", "default"], None);
-    assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
-    let write = api.kubectl_as(&alice, &["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", "-"], Some(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#));
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    let write = api.kubectl_as(
+        &alice,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            "-",
+        ],
+        Some(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#),
+    );
     assert!(!write.status.success(), "view must not allow create");
     let other_namespace = api.kubectl_as(&alice, &["get", "configmaps", "-n", "kube-system"], None);
-    assert!(!other_namespace.status.success(), "the binding is namespaced");
+    assert!(
+        !other_namespace.status.success(),
+        "the binding is namespaced"
+    );
 }
