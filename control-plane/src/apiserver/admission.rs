@@ -76,7 +76,7 @@ pub async fn admit_delete(
     if is_namespace && IMMORTAL_NAMESPACES.contains(&at.name) {
         return Err(ApiError::forbidden_on(
             &at.target(),
-            &format!("this namespace may not be deleted"),
+            "this namespace may not be deleted",
         ));
     }
     Ok(())

@@ -294,10 +294,10 @@ async fn update(
         at,
         &options,
         |current| {
-            if let Some(expected) = precondition {
-                if objects::resource_version(current)? != Some(expected) {
-                    return Err(ApiError::stale(&at.target()));
-                }
+            if let Some(expected) = precondition
+                && objects::resource_version(current)? != Some(expected)
+            {
+                return Err(ApiError::stale(&at.target()));
             }
             let mut wanted = object.clone();
             admission::admit_update(request.user, at.resource, &mut wanted, current, subresource)?;
@@ -571,7 +571,7 @@ async fn serve_subresource(
     resource: &ResourceInfo,
 ) -> Result<Response<Body>, ApiError> {
     let info = request.info;
-    if !resource.subresources.iter().any(|s| *s == info.subresource) {
+    if !resource.subresources.contains(&info.subresource) {
         return Err(ApiError::path_not_found(&info.path));
     }
     let at = ObjectRef {

@@ -63,10 +63,10 @@ impl RequestInfo {
             }
             [resource, tail @ ..] => {
                 info.resource = resource.to_string();
-                if *resource == "namespaces" {
-                    if let Some(name) = tail.first() {
-                        info.namespace = name.to_string();
-                    }
+                if *resource == "namespaces"
+                    && let Some(name) = tail.first()
+                {
+                    info.namespace = name.to_string();
                 }
                 tail
             }

@@ -433,12 +433,12 @@ impl DeleteOptions {
             .get("propagationPolicy")
             .and_then(Value::as_str)
             .map(str::to_string);
-        if let Some(policy) = &propagation_policy {
-            if !matches!(policy.as_str(), "Orphan" | "Background" | "Foreground") {
-                return Err(ApiError::bad_request(format!(
-                    "propagationPolicy {policy:?}: supported values are \"Orphan\", \"Background\", \"Foreground\""
-                )));
-            }
+        if let Some(policy) = &propagation_policy
+            && !matches!(policy.as_str(), "Orphan" | "Background" | "Foreground")
+        {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy {policy:?}: supported values are \"Orphan\", \"Background\", \"Foreground\""
+            )));
         }
         let orphan = body.get("orphanDependents").and_then(Value::as_bool);
         Ok(DeleteOptions {
@@ -523,16 +523,16 @@ fn check_preconditions(
     current: &Value,
     options: &DeleteOptions,
 ) -> Result<(), ApiError> {
-    if let Some(uid) = &options.precondition_uid {
-        if objects::uid(current) != uid {
-            return Err(ApiError::conflict(
-                &at.target(),
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    objects::uid(current)
-                ),
-            ));
-        }
+    if let Some(uid) = &options.precondition_uid
+        && objects::uid(current) != uid
+    {
+        return Err(ApiError::conflict(
+            &at.target(),
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                objects::uid(current)
+            ),
+        ));
     }
     if let Some(rv) = options.precondition_rv {
         let actual = objects::resource_version(current)?.unwrap_or(0);
@@ -580,10 +580,11 @@ fn deletion_plan(
         return DeletionPlan::Now;
     }
     let mut marked = current.clone();
-    if let Some(finalizer) = policy_finalizer {
-        if !finalizers.iter().any(|f| f == finalizer) && !objects::is_deleting(current) {
-            finalizers.push(finalizer.to_string());
-        }
+    if let Some(finalizer) = policy_finalizer
+        && !finalizers.iter().any(|f| f == finalizer)
+        && !objects::is_deleting(current)
+    {
+        finalizers.push(finalizer.to_string());
     }
     let now = chrono::Utc::now();
     let Some(meta) = objects::metadata_mut(&mut marked) else {

@@ -34,10 +34,8 @@ pub fn prepare_for_create(resource: &ResourceInfo, object: &mut Value) {
     let cleared = STATUS_CLEARED_ON_CREATE
         .iter()
         .any(|(group, kind)| resource.group == *group && resource.kind == *kind);
-    if cleared {
-        if let Some(map) = object.as_object_mut() {
-            map.remove("status");
-        }
+    if cleared && let Some(map) = object.as_object_mut() {
+        map.remove("status");
     }
     match (resource.group.as_str(), resource.kind.as_str()) {
         ("", "Pod") => {
@@ -78,10 +76,10 @@ pub fn prepare_for_update(
                 }
             }
             // A status write may still carry the caller's resourceVersion precondition.
-            if let Some(rv) = new.pointer("/metadata/resourceVersion").cloned() {
-                if let Some(meta) = objects::metadata_mut(&mut merged) {
-                    meta.insert("resourceVersion".into(), rv);
-                }
+            if let Some(rv) = new.pointer("/metadata/resourceVersion").cloned()
+                && let Some(meta) = objects::metadata_mut(&mut merged)
+            {
+                meta.insert("resourceVersion".into(), rv);
             }
             *new = merged;
         }

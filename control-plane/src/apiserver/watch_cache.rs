@@ -320,10 +320,10 @@ impl WatchCache {
             prev,
             revision,
         ));
-        if state.history.len() == HISTORY_CAPACITY {
-            if let Some(dropped) = state.history.pop_front() {
-                state.history_floor = dropped.revision;
-            }
+        if state.history.len() == HISTORY_CAPACITY
+            && let Some(dropped) = state.history.pop_front()
+        {
+            state.history_floor = dropped.revision;
         }
         state.history.push_back(cached.clone());
         state.revision = revision;
