@@ -272,35 +272,6 @@ fn prepare_new_metadata(
     Ok(())
 }
 
-/// PUT: replaces the object (the main resource or `subresource`). A resourceVersion in the body
-/// is a precondition; without one the update is unconditional.
-pub async fn update(
-    state: &ApiState,
-    at: ObjectRef<'_>,
-    subresource: &str,
-    object: Value,
-    options: &WriteOptions,
-) -> Result<Value, ApiError> {
-    let precondition = objects::resource_version(&object)?;
-    let new_object = Arc::new(object);
-    guaranteed_update(
-        state,
-        at,
-        options,
-        move |current| {
-            if let Some(expected) = precondition {
-                let actual = objects::resource_version(current)?;
-                if actual != Some(expected) {
-                    return Err(ApiError::stale(&at.target()));
-                }
-            }
-            Ok(Some((*new_object).clone()))
-        },
-        subresource,
-    )
-    .await
-}
-
 /// Read-modify-write: `mutate` turns the current object into the wanted one (None = no change);
 /// retried on conflicts. The result goes through the update strategy, defaulting and validation.
 pub async fn guaranteed_update<F>(
