@@ -5,16 +5,15 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::harness::{TestApiserver, require_kubectl};
+use super::harness::{Backend, TestApiserver, require_backend};
 
 const CONFIGMAP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: default\ndata:\n  color: blue\n";
 
-#[test]
-fn crud_round_trip() {
-    if !require_kubectl("crud_round_trip") {
+fn crud_round_trip(backend: Backend) {
+    if !require_backend("crud_round_trip", backend) {
         return;
     }
-    let api = TestApiserver::start();
+    let api = TestApiserver::start_with(backend);
     let applied = api.ok(&["apply", "-f", "-"], Some(CONFIGMAP));
     assert!(applied.contains("configmap/settings created"), "{applied}");
     assert_eq!(
@@ -55,12 +54,11 @@ fn crud_round_trip() {
     assert!(gone.contains("configmaps \"settings\" not found"), "{gone}");
 }
 
-#[test]
-fn watch_sees_changes() {
-    if !require_kubectl("watch_sees_changes") {
+fn watch_sees_changes(backend: Backend) {
+    if !require_backend("watch_sees_changes", backend) {
         return;
     }
-    let api = TestApiserver::start();
+    let api = TestApiserver::start_with(backend);
     let mut watcher = Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(&api.kubeconfig)
@@ -119,12 +117,11 @@ fn watch_sees_changes() {
     let _ = watcher.wait();
 }
 
-#[test]
-fn bad_input_is_refused_and_writes_nothing() {
-    if !require_kubectl("bad_input_is_refused_and_writes_nothing") {
+fn bad_input_is_refused_and_writes_nothing(backend: Backend) {
+    if !require_backend("bad_input_is_refused_and_writes_nothing", backend) {
         return;
     }
-    let api = TestApiserver::start();
+    let api = TestApiserver::start_with(backend);
     let before = api.ok(
         &["get", "--raw", "/api/v1/namespaces/default/configmaps"],
         None,
@@ -229,15 +226,13 @@ fn bad_input_is_refused_and_writes_nothing() {
     assert!(pods.trim().is_empty(), "{pods}");
 }
 
-#[test]
-fn objects_survive_a_restart() {
-    if !require_kubectl("objects_survive_a_restart") {
+fn objects_survive_a_restart(backend: Backend) {
+    if !require_backend("objects_survive_a_restart", backend) {
         return;
     }
-    let api = TestApiserver::start();
+    let api = TestApiserver::start_with(backend);
     api.ok(&["apply", "-f", "-"], Some(CONFIGMAP));
-    let dir = api.stop();
-    let api = TestApiserver::start_in(dir);
+    let api = api.restart();
     assert_eq!(
         api.ok(
             &[
@@ -252,3 +247,8 @@ fn objects_survive_a_restart() {
         "blue"
     );
 }
+
+crate::both_backends!(crud_round_trip);
+crate::both_backends!(watch_sees_changes);
+crate::both_backends!(bad_input_is_refused_and_writes_nothing);
+crate::both_backends!(objects_survive_a_restart);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use keel_control_plane::apiserver::auth::{self, Pki};
 
-use super::harness::{TestApiserver, require_kubectl};
+use super::harness::{Backend, TestApiserver, require_backend};
 
 /// A kubeconfig for `user` (client certificate signed by the test cluster's CA).
 fn kubeconfig_for(api: &TestApiserver, user: &str, group: &str) -> PathBuf {
@@ -25,12 +25,11 @@ fn kubeconfig_for(api: &TestApiserver, user: &str, group: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn rbac_denies_then_allows() {
-    if !require_kubectl("rbac_denies_then_allows") {
+fn rbac_denies_then_allows(backend: Backend) {
+    if !require_backend("rbac_denies_then_allows", backend) {
         return;
     }
-    let api = TestApiserver::start();
+    let api = TestApiserver::start_with(backend);
     let alice = kubeconfig_for(&api, "alice", "devs");
     let denied = api.kubectl_as(&alice, &["get", "configmaps", "-n", "default"], None);
     let stderr = String::from_utf8_lossy(&denied.stderr);
@@ -65,3 +64,5 @@ fn rbac_denies_then_allows() {
         "the binding is namespaced"
     );
 }
+
+crate::both_backends!(rbac_denies_then_allows);
