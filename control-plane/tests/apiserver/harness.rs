@@ -161,8 +161,24 @@ impl TestApiserver {
     }
 
     pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+        self.run_kubectl(kubeconfig, args, stdin, &[])
+    }
+
+    /// kubectl with the admin kubeconfig and extra environment (KUBE_EDITOR, ...).
+    pub fn kubectl_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.run_kubectl(&self.kubeconfig, args, None, env)
+    }
+
+    fn run_kubectl(
+        &self,
+        kubeconfig: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Output {
         let mut command = Command::new("kubectl");
         command
+            .envs(env.iter().copied())
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .arg("--request-timeout=20s")

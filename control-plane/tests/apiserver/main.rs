@@ -6,4 +6,5 @@
 mod etcd_process;
 mod harness;
 mod kubectl_basics;
+mod kubectl_workflows;
 mod policy;
