@@ -45,6 +45,10 @@ pub fn prepare_for_create(resource: &ResourceInfo, object: &mut Value) {
         ("", "Namespace") => {
             object["status"] = json!({"phase": "Active"});
         }
+        ("batch", "Job") => {
+            let uid = objects::meta_str(object, "uid").to_string();
+            defaults::generate_job_selector(object, &uid);
+        }
         _ => {}
     }
     if let Some(meta) = objects::metadata_mut(object) {

@@ -376,6 +376,40 @@ fn graceful_pod_deletion(backend: Backend) {
     assert!(gone.contains("not found"), "{gone}");
 }
 
+/// A Job without a selector gets one on its own uid, and its pods' template the labels.
+fn job_selector_is_generated(backend: Backend) {
+    if !require_backend("job_selector_is_generated", backend) {
+        return;
+    }
+    let api = TestApiserver::start_with(backend);
+    let job = "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: once
+  namespace: default
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: registry.example/once:1.0
+";
+    api.ok(&["apply", "-f", "-"], Some(job));
+    let job = json(&api.ok(&["get", "job", "once", "-o", "json"], None));
+    let uid = job["metadata"]["uid"].as_str().unwrap_or_default();
+    assert!(!uid.is_empty(), "{job}");
+    assert_eq!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], uid,
+        "{job}"
+    );
+    let labels = &job["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(labels["batch.kubernetes.io/controller-uid"], uid, "{job}");
+    assert_eq!(labels["batch.kubernetes.io/job-name"], "once", "{job}");
+    assert_eq!(labels["job-name"], "once", "{job}");
+}
+
+crate::both_backends!(job_selector_is_generated);
 crate::both_backends!(output_formats_and_describe);
 crate::both_backends!(edit_through_an_editor);
 crate::both_backends!(server_side_apply_and_conflicts);
