@@ -2,7 +2,9 @@
 //!
 //! `storage` is the MVCC key-value layer (embedded redb or etcd v3) and knows nothing of
 //! Kubernetes objects; `apiserver` is the HTTP API above it (authentication, authorization,
-//! object semantics, watch cache, discovery). Binaries are thin: see `src/bin/`.
+//! object semantics, watch cache, discovery). `scheduler` places pods on nodes. Binaries are
+//! thin: see `src/bin/`.
 
 pub mod apiserver;
+pub mod scheduler;
 pub mod storage;

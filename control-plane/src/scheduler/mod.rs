@@ -1,0 +1,18 @@
+//! keel-scheduler: places pods on nodes. A pure API client (kube-rs) of any conformant
+//! apiserver.
+//!
+//! The decision is pure and synchronous: `pod_info` and `node_info` compile the objects once,
+//! `filters` says which nodes may take a pod (and why not), `scores` ranks those that may, and
+//! `placement` runs one decision over a snapshot of the nodes. `resources` and `selector` are
+//! the arithmetic and matching underneath.
+
+pub mod filters;
+pub mod node_info;
+pub mod placement;
+pub mod pod_info;
+pub mod resources;
+pub mod scores;
+pub mod selector;
+
+#[cfg(test)]
+mod tests;
