@@ -34,6 +34,8 @@ const WATCHER_BUFFER: usize = 256;
 
 struct Watcher {
     resource: ResourceInfo,
+    /// The keys this watch covers (the live broadcast carries every resource's events).
+    prefix: String,
     selection: Selection,
     wanted: Wanted,
     out: mpsc::Sender<Bytes>,
@@ -63,6 +65,7 @@ pub async fn serve(
     let (out, lines) = mpsc::channel(WATCHER_BUFFER);
     let mut watcher = Watcher {
         resource: resource.clone(),
+        prefix: prefix.clone(),
         selection,
         wanted,
         out,
@@ -140,7 +143,7 @@ impl Watcher {
         loop {
             tokio::select! {
                 received = live.recv() => match received {
-                    Ok(event) if event.revision <= after => {}
+                    Ok(event) if event.revision <= after || !event.key.starts_with(&self.prefix) => {}
                     Ok(event) => {
                         if !self.send_event(&event).await {
                             return;

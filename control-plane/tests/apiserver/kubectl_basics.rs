@@ -248,6 +248,49 @@ fn objects_survive_a_restart(backend: Backend) {
     );
 }
 
+/// A watch of one resource carries that resource's events only, though every change of the
+/// store passes through the same cache.
+fn watch_carries_only_its_resource(backend: Backend) {
+    if !require_backend("watch_carries_only_its_resource", backend) {
+        return;
+    }
+    let api = TestApiserver::start_with(backend);
+    let list = api.ok(&["get", "--raw", "/api/v1/namespaces"], None);
+    let list: serde_json::Value = serde_json::from_str(&list).expect("a namespace list");
+    let revision = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let path = format!("/api/v1/namespaces?watch=true&resourceVersion={revision}&timeoutSeconds=2");
+    let watch = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&api.kubeconfig)
+        .args(["get", "--raw", &path])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the watch");
+    // The watch is open once kubectl has connected; the writes below come after it either way
+    // (it starts from `revision`).
+    api.ok(&["apply", "-f", "-"], Some(CONFIGMAP));
+    api.ok(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: extra\n"));
+    let output = watch.wait_with_output().expect("the watch output");
+    let events = String::from_utf8_lossy(&output.stdout);
+    let kinds: Vec<String> = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["type"].as_str().unwrap_or(""),
+                e["object"]["kind"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(kinds, ["ADDED Namespace"], "{events}");
+}
+
+crate::both_backends!(watch_carries_only_its_resource);
 crate::both_backends!(crud_round_trip);
 crate::both_backends!(watch_sees_changes);
 crate::both_backends!(bad_input_is_refused_and_writes_nothing);
