@@ -292,7 +292,10 @@ where
         prepare_update_metadata(at, &mut wanted);
         strategy::prepare_for_update(at.resource, &mut wanted, &current, subresource);
         strategy::default(at.resource, &mut wanted);
-        let errors = strategy::validate(at.resource, &wanted, Some(&current));
+        // A binding sets spec.nodeName, which updates of the pod may not change: it is
+        // checked as a whole pod.
+        let old = (subresource != "binding").then_some(&current);
+        let errors = strategy::validate(at.resource, &wanted, old);
         if !errors.is_empty() {
             return Err(ApiError::invalid(&at.resource.kind, &at.target(), &errors));
         }

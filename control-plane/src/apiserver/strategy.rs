@@ -87,6 +87,8 @@ pub fn prepare_for_update(
             }
             *new = merged;
         }
+        // The binding handler wrote spec.nodeName and the PodScheduled condition itself.
+        "binding" => {}
         _ if has_status_subresource(resource) => match old.get("status") {
             Some(status) => new["status"] = status.clone(),
             None => {

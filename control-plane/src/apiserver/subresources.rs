@@ -140,7 +140,7 @@ pub async fn bind(
             set_condition(&mut wanted, json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": objects::now()}));
             Ok(Some(wanted))
         },
-        "",
+        "binding",
     )
     .await?;
     let target = Target::new("", "pods/binding", at.name);
