@@ -6,5 +6,9 @@
 //! thin: see `src/bin/`.
 
 pub mod apiserver;
+pub mod duration_flag;
+pub mod kube_client;
+pub mod leader_election;
 pub mod scheduler;
+pub mod signals;
 pub mod storage;

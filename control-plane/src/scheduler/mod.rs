@@ -6,13 +6,16 @@
 //! `placement` runs one decision over a snapshot of the nodes. `resources` and `selector` are
 //! the arithmetic and matching underneath.
 
+pub mod cache;
 pub mod filters;
 pub mod node_info;
 pub mod placement;
 pub mod pod_info;
+pub mod queue;
 pub mod resources;
 pub mod scores;
 pub mod selector;
+pub mod service;
 
 #[cfg(test)]
 mod tests;

@@ -8,3 +8,4 @@ mod harness;
 mod kubectl_basics;
 mod kubectl_workflows;
 mod policy;
+mod scheduling;
