@@ -64,9 +64,7 @@ pub fn decode_object(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError
         | "application/strategic-merge-patch+json"
         | "*/*" => serde_json::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))?,
-        "application/vnd.kubernetes.protobuf" => {
-            return Err(ApiError::unsupported_media_type(content_type));
-        }
+        super::protobuf::MEDIA_TYPE => super::protobuf::decode_body(bytes)?,
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     Ok(value)

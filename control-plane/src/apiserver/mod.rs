@@ -28,6 +28,7 @@ pub mod objects;
 pub mod openapi;
 pub mod openapi_proto;
 pub mod patch;
+pub mod protobuf;
 pub mod quantity;
 pub mod request;
 pub mod resources;

@@ -273,7 +273,10 @@ fn watch_carries_only_its_resource(backend: Backend) {
     // The watch is open once kubectl has connected; the writes below come after it either way
     // (it starts from `revision`).
     api.ok(&["apply", "-f", "-"], Some(CONFIGMAP));
-    api.ok(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: extra\n"));
+    api.ok(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: extra\n"),
+    );
     let output = watch.wait_with_output().expect("the watch output");
     let events = String::from_utf8_lossy(&output.stdout);
     let kinds: Vec<String> = events
