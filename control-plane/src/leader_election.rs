@@ -170,3 +170,73 @@ async fn try_acquire_or_renew(
         Err(error) => Err(error),
     }
 }
+
+/// kube's leader-election flags, shared by keel-scheduler and keel-controller-manager.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LeaderElectionFlags {
+    /// Run only while holding the leader Lease, so that several copies can run.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// How long a leader's Lease is valid without renewal.
+    #[arg(long, default_value = "15s", value_parser = crate::duration_flag::parse)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before giving up.
+    #[arg(long, default_value = "10s", value_parser = crate::duration_flag::parse)]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often candidates try to take, and the leader to renew, the Lease.
+    #[arg(long, default_value = "2s", value_parser = crate::duration_flag::parse)]
+    pub leader_elect_retry_period: Duration,
+    /// The namespace of the leader Lease.
+    #[arg(long, default_value = "kube-system")]
+    pub leader_elect_resource_namespace: String,
+    /// The name of the leader Lease (default: the component's name).
+    #[arg(long)]
+    pub leader_elect_resource_name: Option<String>,
+}
+
+/// Leadership was lost while working: the process should exit so another copy takes over.
+#[derive(Debug, thiserror::Error)]
+#[error("lost the leader Lease {0}: exiting so that another copy takes over")]
+pub struct LostLease(String);
+
+/// Runs `work` (given a token cancelled on shutdown or lost leadership): at once without
+/// leader election, else once this process holds the Lease (`default_name` unless the flags
+/// name another).
+pub async fn run_as_leader<F, Fut>(
+    client: kube::Client,
+    flags: &LeaderElectionFlags,
+    default_name: &str,
+    shutdown: CancellationToken,
+    work: F,
+) -> Result<(), LostLease>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    if !flags.leader_elect {
+        work(shutdown).await;
+        return Ok(());
+    }
+    let name = flags
+        .leader_elect_resource_name
+        .clone()
+        .unwrap_or_else(|| default_name.to_string());
+    let mut election = LeaderElection::new(&flags.leader_elect_resource_namespace, &name);
+    election.lease_duration = flags.leader_elect_lease_duration;
+    election.renew_deadline = flags.leader_elect_renew_deadline;
+    election.retry_period = flags.leader_elect_retry_period;
+    let leases: Api<Lease> = Api::namespaced(client, &flags.leader_elect_resource_namespace);
+    let Some(lost) = acquire(leases, election, shutdown.clone()).await else {
+        return Ok(());
+    };
+    let stop = shutdown.child_token();
+    let worker = work(stop.clone());
+    tokio::pin!(worker);
+    tokio::select! {
+        _ = &mut worker => Ok(()),
+        _ = lost.cancelled() => {
+            stop.cancel();
+            Err(LostLease(name))
+        }
+    }
+}

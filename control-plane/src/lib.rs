@@ -6,6 +6,7 @@
 //! thin: see `src/bin/`.
 
 pub mod apiserver;
+pub mod controllers;
 pub mod duration_flag;
 pub mod kube_client;
 pub mod leader_election;

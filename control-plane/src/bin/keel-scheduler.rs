@@ -2,13 +2,11 @@
 //! kube-scheduler's flag names for what it shares with it.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use k8s_openapi::api::coordination::v1::Lease;
 use keel_control_plane::kube_client;
-use keel_control_plane::leader_election::{self, LeaderElection};
+use keel_control_plane::leader_election::{LeaderElectionFlags, run_as_leader};
 use keel_control_plane::scheduler::service::{self, DEFAULT_SCHEDULER_NAME, SchedulerConfig};
 
 /// Assigns pods without a node to nodes: filters (resources, taints, affinity, ports,
@@ -21,24 +19,8 @@ struct Flags {
     /// the in-cluster service account).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// Run only while holding the leader Lease, so that several copies can run.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    leader_elect: bool,
-    /// How long a leader's Lease is valid without renewal.
-    #[arg(long, default_value = "15s", value_parser = keel_control_plane::duration_flag::parse)]
-    leader_elect_lease_duration: Duration,
-    /// How long the leader keeps trying to renew before giving up.
-    #[arg(long, default_value = "10s", value_parser = keel_control_plane::duration_flag::parse)]
-    leader_elect_renew_deadline: Duration,
-    /// How often candidates try to take, and the leader to renew, the Lease.
-    #[arg(long, default_value = "2s", value_parser = keel_control_plane::duration_flag::parse)]
-    leader_elect_retry_period: Duration,
-    /// The namespace of the leader Lease.
-    #[arg(long, default_value = "kube-system")]
-    leader_elect_resource_namespace: String,
-    /// The name of the leader Lease.
-    #[arg(long, default_value = "kube-scheduler")]
-    leader_elect_resource_name: String,
+    #[command(flatten)]
+    leader_election: LeaderElectionFlags,
     /// The schedulerName of the pods this scheduler places.
     #[arg(long, default_value = DEFAULT_SCHEDULER_NAME)]
     scheduler_name: String,
@@ -75,29 +57,15 @@ fn main() -> anyhow::Result<()> {
             scheduler_name: flags.scheduler_name,
             parallel_bindings: flags.parallel_bindings,
         };
-        if !flags.leader_elect {
-            service::run(client, config, shutdown).await;
-            return Ok(());
-        }
-        let mut election = LeaderElection::new(
-            &flags.leader_elect_resource_namespace,
-            &flags.leader_elect_resource_name,
-        );
-        election.lease_duration = flags.leader_elect_lease_duration;
-        election.renew_deadline = flags.leader_elect_renew_deadline;
-        election.retry_period = flags.leader_elect_retry_period;
-        let leases: kube::Api<Lease> =
-            kube::Api::namespaced(client.clone(), &flags.leader_elect_resource_namespace);
-        let Some(lost) = leader_election::acquire(leases, election, shutdown.clone()).await else {
-            return Ok(());
-        };
-        let stop = shutdown.clone();
-        tokio::select! {
-            _ = service::run(client, config, shutdown) => Ok(()),
-            _ = lost.cancelled() => {
-                stop.cancel();
-                anyhow::bail!("lost the leader Lease: exiting so that another copy takes over")
-            }
-        }
+        let worker = client.clone();
+        run_as_leader(
+            client,
+            &flags.leader_election,
+            "kube-scheduler",
+            shutdown,
+            |token| service::run(worker, config, token),
+        )
+        .await?;
+        Ok(())
     })
 }

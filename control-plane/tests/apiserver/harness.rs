@@ -229,3 +229,75 @@ impl Drop for TestApiserver {
         self.halt();
     }
 }
+
+/// A component that is an API client (the scheduler, the controllers) running in its own
+/// thread and runtime against the test apiserver with the admin kubeconfig; stopped on drop.
+pub struct Component {
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Component {
+    pub fn start<F, Fut>(api: &TestApiserver, run: F) -> Component
+    where
+        F: FnOnce(kube::Client, CancellationToken) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let kubeconfig = api.kubeconfig.clone();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let client = keel_control_plane::kube_client::connect(Some(&kubeconfig))
+                    .await
+                    .expect("a client from admin.kubeconfig");
+                run(client, token).await;
+            });
+        });
+        Component {
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Polls kubectl until `done` holds for what it printed (30 s at most).
+pub fn wait_for_kubectl(
+    api: &TestApiserver,
+    args: &[&str],
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let output = api.kubectl(args, None);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() && done(&text) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -3,57 +3,11 @@
 //! FailedScheduling event ("0/3 nodes are available: ..."), and it is placed once a node that
 //! fits appears.
 
-use std::time::{Duration, Instant};
-
-use keel_control_plane::kube_client;
 use keel_control_plane::scheduler::service::{self, SchedulerConfig};
-use tokio_util::sync::CancellationToken;
 
-use super::harness::{Backend, TestApiserver, require_backend};
-
-/// The scheduler in its own thread and runtime; stopped on drop.
-struct RunningScheduler {
-    shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RunningScheduler {
-    fn start(api: &TestApiserver) -> RunningScheduler {
-        let kubeconfig = api.kubeconfig.clone();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let client = kube_client::connect(Some(&kubeconfig))
-                    .await
-                    .expect("a client from admin.kubeconfig");
-                service::run(client, SchedulerConfig::default(), token).await;
-            });
-        });
-        RunningScheduler {
-            shutdown,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for RunningScheduler {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
+use super::harness::{
+    Backend, Component, TestApiserver, require_backend, wait_for_kubectl as wait_for,
+};
 
 fn node(name: &str, cpu: &str, taint: Option<&str>) -> String {
     let taints = taint
@@ -70,24 +24,6 @@ fn pod(name: &str, cpu: &str) -> String {
     )
 }
 
-/// Polls `kubectl get` with `jsonpath` until `done` holds for its output.
-fn wait_for(api: &TestApiserver, args: &[&str], what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let output = api.kubectl(args, None);
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        if output.status.success() && done(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last: {text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn pods_land_and_unschedulable_pods_say_why(backend: Backend) {
     if !require_backend("pods_land_and_unschedulable_pods_say_why", backend) {
         return;
@@ -100,7 +36,9 @@ fn pods_land_and_unschedulable_pods_say_why(backend: Backend) {
     ] {
         api.ok(&["create", "-f", "-"], Some(&manifest));
     }
-    let _scheduler = RunningScheduler::start(&api);
+    let _scheduler = Component::start(&api, |client, token| {
+        service::run(client, SchedulerConfig::default(), token)
+    });
 
     api.ok(&["create", "-f", "-"], Some(&pod("fits", "500m")));
     let placed = wait_for(

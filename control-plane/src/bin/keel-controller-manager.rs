@@ -1,0 +1,89 @@
+//! keel-controller-manager: runs the cluster's controllers through any conformant apiserver,
+//! with kube-controller-manager's flag names for what it shares with it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use keel_control_plane::controllers::{self, Context, ControllerConfig};
+use keel_control_plane::kube_client;
+use keel_control_plane::leader_election::{LeaderElectionFlags, run_as_leader};
+
+/// The controllers of a cluster: workloads (ReplicaSet, Deployment, DaemonSet, StatefulSet,
+/// Job, CronJob), endpoints, node lifecycle, service accounts, garbage collection, CSR
+/// signing.
+#[derive(Debug, Parser)]
+#[command(name = "keel-controller-manager", version)]
+struct Flags {
+    /// The kubeconfig to reach the apiserver with (default: $KUBECONFIG, ~/.kube/config or
+    /// the in-cluster service account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    leader_election: LeaderElectionFlags,
+    /// Which controllers run: `*` (the defaults), `name` to add one, `-name` to remove one.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    controllers: Vec<String>,
+    /// How long a node may go without renewing its Lease before it is marked NotReady/Unknown.
+    #[arg(long, default_value = "40s", value_parser = keel_control_plane::duration_flag::parse)]
+    node_monitor_grace_period: Duration,
+    /// The CA certificate (PEM) that signs kubelet certificates.
+    #[arg(long)]
+    cluster_signing_cert_file: Option<PathBuf>,
+    /// The CA key (PEM) that signs kubelet certificates.
+    #[arg(long)]
+    cluster_signing_key_file: Option<PathBuf>,
+    /// The CA bundle published in each namespace's kube-root-ca.crt ConfigMap.
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
+    /// Log filter (tracing's EnvFilter syntax); RUST_LOG, when set, wins.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&flags.log_level))
+        .with_context(|| format!("--log-level {:?}", flags.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let selected = controllers::select(&flags.controllers).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = kube_client::connect(flags.kubeconfig.as_deref()).await?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            keel_control_plane::signals::terminated().await;
+            on_signal.cancel();
+        });
+        let context = Arc::new(Context {
+            client: client.clone(),
+            config: ControllerConfig {
+                node_monitor_grace_period: flags.node_monitor_grace_period,
+                cluster_signing_cert_file: flags.cluster_signing_cert_file,
+                cluster_signing_key_file: flags.cluster_signing_key_file,
+                root_ca_file: flags.root_ca_file,
+            },
+        });
+        run_as_leader(
+            client,
+            &flags.leader_election,
+            "kube-controller-manager",
+            shutdown,
+            |token| async move {
+                controllers::run(context, &selected, token).await;
+            },
+        )
+        .await?;
+        Ok(())
+    })
+}

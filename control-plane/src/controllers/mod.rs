@@ -1,0 +1,99 @@
+//! keel-controller-manager: the controllers that drive a cluster's objects toward their specs.
+//! Pure API clients (kube-rs watchers and `Controller`s), so they work against any conformant
+//! apiserver.
+//!
+//! Each controller is a module with a `run(Arc<Context>, CancellationToken)` future, listed in
+//! `CONTROLLERS` under kube-controller-manager's name for it; `--controllers` picks which run
+//! (`*` = the defaults, `name` adds one, `-name` removes one).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use kube::Client;
+use tokio_util::sync::CancellationToken;
+
+/// What every controller shares.
+pub struct Context {
+    pub client: Client,
+    pub config: ControllerConfig,
+}
+
+/// Settings from the command line.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// How long a node may go without renewing its Lease before it is marked Unknown.
+    pub node_monitor_grace_period: Duration,
+    /// PEM files of the CA that signs kubelet certificates (`--cluster-signing-*-file`).
+    pub cluster_signing_cert_file: Option<std::path::PathBuf>,
+    pub cluster_signing_key_file: Option<std::path::PathBuf>,
+    /// The CA bundle published as `kube-root-ca.crt` in every namespace (`--root-ca-file`).
+    pub root_ca_file: Option<std::path::PathBuf>,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            node_monitor_grace_period: Duration::from_secs(40),
+            cluster_signing_cert_file: None,
+            cluster_signing_key_file: None,
+            root_ca_file: None,
+        }
+    }
+}
+
+type Start = fn(Arc<Context>, CancellationToken) -> BoxFuture<'static, ()>;
+
+/// A controller: its kube-controller-manager name, whether `*` includes it, and its loop.
+pub struct ControllerEntry {
+    pub name: &'static str,
+    pub default_enabled: bool,
+    pub start: Start,
+}
+
+/// Every controller keel-controller-manager has.
+pub const CONTROLLERS: &[ControllerEntry] = &[];
+
+/// The controllers a `--controllers` list selects, in `CONTROLLERS` order; an unknown name
+/// is an error naming it.
+pub fn select(list: &[String]) -> Result<Vec<&'static ControllerEntry>, String> {
+    for item in list {
+        let name = item.trim_start_matches('-');
+        if name != "*" && !CONTROLLERS.iter().any(|c| c.name == name) {
+            let known: Vec<&str> = CONTROLLERS.iter().map(|c| c.name).collect();
+            return Err(format!(
+                "--controllers: unknown controller {name:?} (known: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    let star = list.iter().any(|i| i == "*");
+    Ok(CONTROLLERS
+        .iter()
+        .filter(|c| {
+            if list.iter().any(|i| i.strip_prefix('-') == Some(c.name)) {
+                return false;
+            }
+            list.iter().any(|i| i == c.name) || (star && c.default_enabled)
+        })
+        .collect())
+}
+
+/// Runs the selected controllers until `shutdown`.
+pub async fn run(
+    context: Arc<Context>,
+    selected: &[&'static ControllerEntry],
+    shutdown: CancellationToken,
+) {
+    let tasks: Vec<_> = selected
+        .iter()
+        .map(|entry| {
+            tracing::info!(controller = entry.name, "starting");
+            tokio::spawn((entry.start)(context.clone(), shutdown.clone()))
+        })
+        .collect();
+    shutdown.cancelled().await;
+    for task in tasks {
+        task.abort();
+    }
+}
