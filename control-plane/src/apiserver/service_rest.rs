@@ -758,11 +758,9 @@ async fn update_node_ports(
     let mut claimed_now = BTreeSet::new();
     for (i, port) in ports.iter_mut().enumerate() {
         match node_port(port) {
-            Some(wanted) => {
-                if !old_ports.contains(&wanted) && claimed_now.insert(wanted) {
-                    claim_port(state, claim, i, wanted).await?;
-                }
-            }
+            // Kept from before, or already claimed for an earlier port of this write.
+            Some(wanted) if old_ports.contains(&wanted) || !claimed_now.insert(wanted) => {}
+            Some(wanted) => claim_port(state, claim, i, wanted).await?,
             None if allocate => {
                 let chosen = claim
                     .claim_next_port(state)

@@ -5,3 +5,4 @@
 mod harness;
 mod kubectl_basics;
 mod policy;
+mod services;
