@@ -1,9 +1,13 @@
 //! The cluster-wide record of which Service ClusterIPs and NodePorts are taken: one storage key
-//! per allocated value (`/keel/allocations/serviceips/<ip>`, `.../servicenodeports/<port>`),
+//! per allocated value (`/registry/_allocations/serviceips/<ip>`, `.../servicenodeports/<port>`),
 //! written with create-if-absent so several apiservers sharing one etcd never hand out the same
 //! value twice, and naming the Service that holds it. The bitmaps of `allocator` are only this
-//! apiserver's hint of what is free (for random picks); storage decides. The keys live outside
-//! `/registry/`, so the watch cache, lists and namespace cleanup never see them.
+//! apiserver's hint of what is free (for random picks); storage decides.
+//!
+//! The keys sit under `/registry/` so the watch cache sees every write (its revision must keep
+//! up with storage's, or consistent lists would wait for it), but `_allocations` can never be
+//! an API group (groups start with a letter or digit), so no list, watch or namespace cleanup
+//! of a resource ever reaches them.
 //!
 //! `repair` (at start and periodically) makes the records match the stored Services: it records
 //! what Services use and releases records no Service holds any more.
@@ -20,10 +24,10 @@ use super::allocator::{AllocError, ClusterIpAllocator, NodePortAllocator};
 use super::config::Config;
 use crate::storage::{self, Store};
 
-/// Where the allocation records live (outside the watch cache's `/registry/`).
-pub const ALLOCATIONS_PREFIX: &str = "/keel/allocations/";
-const IP_PREFIX: &str = "/keel/allocations/serviceips/";
-const PORT_PREFIX: &str = "/keel/allocations/servicenodeports/";
+/// Where the allocation records live.
+pub const ALLOCATIONS_PREFIX: &str = "/registry/_allocations/";
+const IP_PREFIX: &str = "/registry/_allocations/serviceips/";
+const PORT_PREFIX: &str = "/registry/_allocations/servicenodeports/";
 /// How many taken candidates a dynamic pick skips before giving up on this round.
 const PICK_ATTEMPTS: usize = 64;
 /// A record no Service holds is released only once it is this old: a write in flight on
@@ -89,11 +93,18 @@ impl Owner {
         }
     }
 
-    fn record(&self) -> Vec<u8> {
+    /// The stored record of `what` held by this owner (shaped like an object, as everything
+    /// under `/registry/` is).
+    fn record(&self, what: Allocated) -> Vec<u8> {
+        let name = match what {
+            Allocated::ClusterIp(ip) => ip.to_string(),
+            Allocated::NodePort(port) => port.to_string(),
+        };
         json!({
-            "namespace": self.namespace,
-            "name": self.name,
-            "uid": self.uid,
+            "apiVersion": "internal.keel.dev/v1",
+            "kind": "ServiceAllocation",
+            "metadata": {"name": name},
+            "service": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
             "allocatedAt": chrono::Utc::now().to_rfc3339(),
         })
         .to_string()
@@ -119,7 +130,7 @@ impl Record {
         let value: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
         Record {
             uid: value
-                .get("uid")
+                .pointer("/service/uid")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string(),
@@ -250,7 +261,7 @@ impl ServiceAllocations {
                 None => Ok(()),
             };
         }
-        match self.store.create(&what.key(), owner.record()).await {
+        match self.store.create(&what.key(), owner.record(what)).await {
             Ok(_) => Ok(()),
             Err(storage::Error::AlreadyExists { .. }) => Err(taken().into()),
             Err(error) => {
@@ -319,7 +330,11 @@ impl ServiceAllocations {
                         }
                     }
                 }
-                match self.store.create(&candidate.key(), owner.record()).await {
+                match self
+                    .store
+                    .create(&candidate.key(), owner.record(candidate))
+                    .await
+                {
                     Ok(_) => return Ok(candidate),
                     // Taken by another apiserver: the mark stays, try another.
                     Err(storage::Error::AlreadyExists { .. }) => continue,
@@ -444,7 +459,7 @@ impl ServiceAllocations {
                     let key = what.key();
                     match self
                         .store
-                        .update(&key, owner.record(), record.revision)
+                        .update(&key, owner.record(*what), record.revision)
                         .await
                     {
                         Ok(_) => report.reassigned.push(*what),
@@ -455,7 +470,7 @@ impl ServiceAllocations {
                 }
                 None => {
                     tracing::warn!(%what, service = %owner, "in use but not allocated; repairing");
-                    match self.store.create(&what.key(), owner.record()).await {
+                    match self.store.create(&what.key(), owner.record(*what)).await {
                         Ok(_) => report.recorded.push(*what),
                         // Claimed meanwhile (the next pass checks the holder).
                         Err(storage::Error::AlreadyExists { .. }) => {}

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
 use super::harness::{TestApiserver, require_kubectl};
 
@@ -86,6 +87,22 @@ fn cluster_ips_are_distinct_and_chosen_ones_exclusive() {
 
     // Released on delete: the address can be taken again.
     api.ok(&["delete", "service", "fixed"], None);
+    // The release was the last write: a consistent list must not wait for the watch cache
+    // (it waits up to 3 s for a revision it never sees), nor show the records.
+    let started = Instant::now();
+    let listed = api.ok(
+        &["get", "services", "-A", "-o", "name", "--chunk-size=0"],
+        None,
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "list took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !listed.contains("fixed") && listed.contains("service/kubernetes"),
+        "{listed}"
+    );
     api.ok(
         &["create", "-f", "-"],
         Some(&service("fixed-again", "  clusterIP: 10.96.0.50\n")),
