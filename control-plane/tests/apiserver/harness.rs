@@ -150,3 +150,52 @@ impl Drop for TestApiserver {
         self.halt();
     }
 }
+
+impl TestApiserver {
+    /// Starts on `dir` with the configuration adjusted by `configure` (etcd, ranges, ...).
+    pub fn start_configured(
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut Config) + Send + 'static,
+    ) -> TestApiserver {
+        let mut config = Config::new(dir.path().to_path_buf());
+        config.secure_port = 0;
+        configure(&mut config);
+        let shutdown = CancellationToken::new();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let token = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let server = tokio::spawn(apiserver::run(config, token, Some(tx)));
+                match rx.await {
+                    Ok(serving) => {
+                        let _ = ready_tx.send(Ok(serving.address.port()));
+                    }
+                    Err(_) => {
+                        let outcome = server.await;
+                        let _ = ready_tx.send(Err(format!("{outcome:?}")));
+                        return;
+                    }
+                }
+                let _ = server.await;
+            });
+        });
+        let port = ready_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("apiserver did not start within 60 s")
+            .expect("apiserver failed to start");
+        let kubeconfig = dir.path().join("admin.kubeconfig");
+        TestApiserver {
+            dir,
+            kubeconfig,
+            port,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+}

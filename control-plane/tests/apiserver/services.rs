@@ -378,3 +378,55 @@ fn the_kubernetes_service_and_its_endpoints() {
     assert_eq!(get(&api, svc, ".spec.ports[0].targetPort"), port);
     assert_eq!(get(&api, ep, ".subsets[0].ports[0].port"), port);
 }
+
+#[path = "../storage/etcd_process.rs"]
+mod etcd_process;
+
+#[test]
+fn two_apiservers_on_one_etcd_share_the_allocations() {
+    if !require_kubectl("two_apiservers_on_one_etcd_share_the_allocations")
+        || !etcd_process::etcd_available("two_apiservers_on_one_etcd_share_the_allocations")
+    {
+        return;
+    }
+    let etcd = etcd_process::Cluster::start(1);
+    let start = || {
+        let endpoints = etcd.endpoints();
+        TestApiserver::start_configured(tempfile::tempdir().expect("dir"), move |config| {
+            config.etcd_servers = endpoints;
+            config.etcd_prefix = "/keel-services-test".into();
+            // 14 usable addresses: .1 for `kubernetes`, 13 to share.
+            config.service_cluster_ip_range = "10.0.0.0/28".parse().expect("cidr");
+        })
+    };
+    let (a, b) = (start(), start());
+    // b's local view knows nothing of a's picks: storage must arbitrate.
+    let mut seen = HashSet::new();
+    for i in 0..13 {
+        let (api, name) = if i % 2 == 0 {
+            (&a, format!("a-{i}"))
+        } else {
+            (&b, format!("b-{i}"))
+        };
+        api.ok(&["create", "-f", "-"], Some(&service(&name, "")));
+        let ip = cluster_ip(api, &name);
+        assert!(seen.insert(ip.clone()), "{ip} handed out twice");
+    }
+    let full = b.fails(&["create", "-f", "-"], Some(&service("one-too-many", "")));
+    assert!(full.contains("range is full"), "{full}");
+    // Released on a, free again for b.
+    let first = cluster_ip(&a, "a-0");
+    a.ok(&["delete", "service", "a-0"], None);
+    b.ok(
+        &["create", "-f", "-"],
+        Some(&service("b-reuses", &format!("  clusterIP: {first}\n"))),
+    );
+    let taken = a.fails(
+        &["create", "-f", "-"],
+        Some(&service("a-again", &format!("  clusterIP: {first}\n"))),
+    );
+    assert!(
+        taken.contains("provided IP is already allocated"),
+        "{taken}"
+    );
+}
