@@ -1,10 +1,17 @@
 //! The `kubernetes` Service in `default` and its Endpoints and EndpointSlice, as
-//! kube-apiserver's bootstrap controller keeps them: ClusterIP = the first address of the
-//! service range, port 443 named `https` targeting the secure port, and one endpoint, the
-//! advertise address. Reconciled at every start: created when missing, corrected when the
-//! port or the address changed, left alone when they match.
+//! kube-apiserver's bootstrap controller and lease endpoint reconciler keep them: ClusterIP =
+//! the first address of the service range, port 443 named `https` targeting the secure port,
+//! and one endpoint per live apiserver. Each apiserver renews a lease record
+//! (`/registry/_masterleases/<address>`, outside every API group) every 10 s; the endpoints list
+//! the addresses whose lease is younger than 15 s. Reconciled at start and at every renewal:
+//! created when missing, corrected when the port or the addresses changed.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use super::resources::ResourceInfo;
 use super::rest::{self, ObjectRef, WriteOptions};
@@ -13,6 +20,11 @@ use super::status::ApiError;
 
 pub const NAMESPACE: &str = "default";
 pub const NAME: &str = "kubernetes";
+const LEASE_PREFIX: &str = "/registry/_masterleases/";
+/// How often an apiserver renews its lease and reconciles the endpoints.
+const LEASE_RENEWAL: Duration = Duration::from_secs(10);
+/// A lease not renewed for this long no longer counts.
+const LEASE_TTL: Duration = Duration::from_secs(15);
 
 /// Makes the Service, its Endpoints and EndpointSlice match this apiserver.
 pub async fn reconcile(state: &ApiState) -> Result<(), ApiError> {
@@ -21,23 +33,96 @@ pub async fn reconcile(state: &ApiState) -> Result<(), ApiError> {
         .service_allocations
         .kubernetes_ip()
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let address = state.config.advertise_address();
     let port = state.config.secure_port;
     if let Some(services) = catalog.lookup("", "v1", "services") {
         let service = service_object(&cluster_ip.to_string(), port);
         ensure(state, services, service, &["/spec/ports", "/spec/type"]).await?;
     }
+    let addresses = reconcile_endpoints(state).await?;
+    tracing::info!(%cluster_ip, ?addresses, port, "kubernetes service reconciled");
+    Ok(())
+}
+
+/// Renews this apiserver's lease, then makes the Endpoints and EndpointSlice list every
+/// apiserver with a live lease. Returns the addresses listed.
+pub async fn reconcile_endpoints(state: &ApiState) -> Result<Vec<IpAddr>, ApiError> {
+    let catalog = state.catalog();
+    let address = state.config.advertise_address();
+    let port = state.config.secure_port;
+    let addresses = renew_lease_and_list(state, address).await?;
     if let Some(endpoints) = catalog.lookup("", "v1", "endpoints") {
-        let object = endpoints_object(&address.to_string(), port);
+        let object = endpoints_object(&addresses, port);
         ensure(state, endpoints, object, &["/subsets", "/metadata/labels"]).await?;
     }
     if let Some(slices) = catalog.lookup("discovery.k8s.io", "v1", "endpointslices") {
-        let object = endpoint_slice_object(address, port);
+        let object = endpoint_slice_object(&addresses, port);
         let fields = ["/addressType", "/endpoints", "/ports", "/metadata/labels"];
         ensure(state, slices, object, &fields).await?;
     }
-    tracing::info!(%cluster_ip, %address, port, "kubernetes service reconciled");
-    Ok(())
+    Ok(addresses)
+}
+
+/// Renews the lease and reconciles the endpoints every few seconds until `cancel`.
+pub async fn run_endpoint_reconciler(state: Arc<ApiState>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(LEASE_RENEWAL) => {}
+        }
+        if let Err(error) = reconcile_endpoints(&state).await {
+            tracing::warn!(%error, "reconciling the kubernetes endpoints failed");
+        }
+    }
+}
+
+/// Writes this apiserver's lease and returns the addresses (of its family) with a live lease,
+/// sorted, its own included.
+async fn renew_lease_and_list(state: &ApiState, own: IpAddr) -> Result<Vec<IpAddr>, ApiError> {
+    let storage_error =
+        |e: crate::storage::Error| ApiError::internal(format!("apiserver lease: {e}"));
+    let key = format!("{LEASE_PREFIX}{own}");
+    let lease = json!({
+        "apiVersion": "internal.keel.dev/v1",
+        "kind": "ApiserverLease",
+        "metadata": {"name": own.to_string()},
+        "renewTime": chrono::Utc::now().to_rfc3339(),
+    })
+    .to_string()
+    .into_bytes();
+    let written = match state.store.get(&key).await.map_err(storage_error)? {
+        Some(kv) => state.store.update(&key, lease, kv.mod_revision).await,
+        None => state.store.create(&key, lease).await,
+    };
+    match written {
+        Ok(_)
+        | Err(crate::storage::Error::Conflict { .. })
+        | Err(crate::storage::Error::AlreadyExists { .. }) => {}
+        Err(error) => return Err(storage_error(error)),
+    }
+    let page = state
+        .store
+        .list(LEASE_PREFIX, None, 0, None)
+        .await
+        .map_err(storage_error)?;
+    let ttl = chrono::Duration::from_std(LEASE_TTL).unwrap_or(chrono::Duration::MAX);
+    let now = chrono::Utc::now();
+    let mut addresses: Vec<IpAddr> = page
+        .items
+        .iter()
+        .filter_map(|kv| {
+            let address: IpAddr = kv.key.strip_prefix(LEASE_PREFIX)?.parse().ok()?;
+            let value: Value = serde_json::from_slice(&kv.value).ok()?;
+            let renewed = value.get("renewTime").and_then(Value::as_str)?;
+            let renewed = chrono::DateTime::parse_from_rfc3339(renewed).ok()?;
+            let live = now - renewed.with_timezone(&chrono::Utc) < ttl;
+            (live && address.is_ipv4() == own.is_ipv4()).then_some(address)
+        })
+        .collect();
+    if !addresses.contains(&own) {
+        addresses.push(own);
+    }
+    addresses.sort();
+    Ok(addresses)
 }
 
 fn https_port(port: u16) -> Value {
@@ -64,7 +149,11 @@ fn service_object(cluster_ip: &str, secure_port: u16) -> Value {
     })
 }
 
-fn endpoints_object(address: &str, secure_port: u16) -> Value {
+fn endpoints_object(addresses: &[IpAddr], secure_port: u16) -> Value {
+    let addresses: Vec<Value> = addresses
+        .iter()
+        .map(|a| json!({"ip": a.to_string()}))
+        .collect();
     json!({
         "apiVersion": "v1",
         "kind": "Endpoints",
@@ -73,12 +162,16 @@ fn endpoints_object(address: &str, secure_port: u16) -> Value {
             "namespace": NAMESPACE,
             "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
         },
-        "subsets": [{"addresses": [{"ip": address}], "ports": [https_port(secure_port)]}],
+        "subsets": [{"addresses": addresses, "ports": [https_port(secure_port)]}],
     })
 }
 
-fn endpoint_slice_object(address: std::net::IpAddr, secure_port: u16) -> Value {
-    let address_type = if address.is_ipv4() { "IPv4" } else { "IPv6" };
+fn endpoint_slice_object(addresses: &[IpAddr], secure_port: u16) -> Value {
+    let v4 = addresses.first().is_none_or(IpAddr::is_ipv4);
+    let endpoints: Vec<Value> = addresses
+        .iter()
+        .map(|a| json!({"addresses": [a.to_string()], "conditions": {"ready": true}}))
+        .collect();
     json!({
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -87,8 +180,8 @@ fn endpoint_slice_object(address: std::net::IpAddr, secure_port: u16) -> Value {
             "namespace": NAMESPACE,
             "labels": {"kubernetes.io/service-name": NAME},
         },
-        "addressType": address_type,
-        "endpoints": [{"addresses": [address.to_string()], "conditions": {"ready": true}}],
+        "addressType": if v4 { "IPv4" } else { "IPv6" },
+        "endpoints": endpoints,
         "ports": [https_port(secure_port)],
     })
 }
@@ -174,8 +267,21 @@ mod tests {
         let service = service_object("10.96.0.1", 6443);
         assert_eq!(service["spec"]["ports"][0]["targetPort"], json!(6443));
         assert_eq!(service["spec"]["ports"][0]["port"], json!(443));
-        let slice = endpoint_slice_object("fd00::1".parse().expect("ip"), 6443);
+        let slice = endpoint_slice_object(&["fd00::1".parse().expect("ip")], 6443);
         assert_eq!(slice["addressType"], json!("IPv6"));
+        let two: Vec<IpAddr> = vec![
+            "10.0.0.1".parse().expect("ip"),
+            "10.0.0.2".parse().expect("ip"),
+        ];
+        let endpoints = endpoints_object(&two, 6443);
+        assert_eq!(
+            endpoints["subsets"][0]["addresses"][1]["ip"],
+            json!("10.0.0.2")
+        );
+        assert_eq!(
+            endpoint_slice_object(&two, 6443)["endpoints"][1]["addresses"][0],
+            json!("10.0.0.2")
+        );
         assert_eq!(
             slice["metadata"]["labels"]["kubernetes.io/service-name"],
             json!("kubernetes")

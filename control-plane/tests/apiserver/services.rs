@@ -390,16 +390,24 @@ fn two_apiservers_on_one_etcd_share_the_allocations() {
         return;
     }
     let etcd = etcd_process::Cluster::start(1);
-    let start = || {
+    let start = |advertise: &str| {
         let endpoints = etcd.endpoints();
+        let advertise = advertise.parse().expect("address");
         TestApiserver::start_configured(tempfile::tempdir().expect("dir"), move |config| {
             config.etcd_servers = endpoints;
             config.etcd_prefix = "/keel-services-test".into();
+            config.advertise_address = Some(advertise);
             // 14 usable addresses: .1 for `kubernetes`, 13 to share.
             config.service_cluster_ip_range = "10.0.0.0/28".parse().expect("cidr");
         })
     };
-    let (a, b) = (start(), start());
+    let (a, b) = (start("127.0.0.1"), start("127.0.0.2"));
+    // Both apiservers hold a live lease: the endpoints name both.
+    let ep = &["endpoints", "kubernetes"];
+    assert_eq!(
+        get(&a, ep, ".subsets[0].addresses[*].ip"),
+        "127.0.0.1 127.0.0.2"
+    );
     // b's local view knows nothing of a's picks: storage must arbitrate.
     let mut seen = HashSet::new();
     for i in 0..13 {
