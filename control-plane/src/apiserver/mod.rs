@@ -39,6 +39,7 @@ pub mod selectors;
 pub mod server;
 pub mod service_allocation;
 pub mod service_rest;
+pub mod service_spec;
 pub mod state;
 pub mod status;
 pub mod strategy;
