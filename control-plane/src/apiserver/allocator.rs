@@ -175,6 +175,11 @@ impl ClusterIpAllocator {
         self.offset_of(ip).is_some_and(|o| self.bitmap.is_set(o))
     }
 
+    /// Whether `ip` is one of the range's usable addresses.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.offset_of(ip).is_some()
+    }
+
     /// Resets to exactly the given addresses (the ClusterIPs of stored Services); addresses
     /// outside the range are returned so the caller can report them.
     pub fn rebuild_from(&mut self, ips: impl IntoIterator<Item = IpAddr>) -> Vec<IpAddr> {
@@ -282,6 +287,11 @@ impl NodePortAllocator {
 
     pub fn is_allocated(&self, port: u16) -> bool {
         self.offset_of(port).is_some_and(|o| self.bitmap.is_set(o))
+    }
+
+    /// Whether `port` is in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        self.offset_of(port).is_some()
     }
 
     /// Resets to exactly the given ports; ports outside the range are returned.

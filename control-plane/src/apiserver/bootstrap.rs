@@ -1,5 +1,6 @@
 //! What a fresh apiserver makes sure exists at every start, as kube-apiserver's bootstrap
-//! controllers do: the system namespaces. Idempotent: existing objects are left alone.
+//! controllers do: the system namespaces, the RBAC policy, the Service allocations and the
+//! `kubernetes` Service. Idempotent: existing objects are left alone.
 
 use serde_json::json;
 
@@ -7,6 +8,7 @@ use super::admission::IMMORTAL_NAMESPACES;
 use super::rest::{self, WriteOptions};
 use super::state::ApiState;
 use super::status::ApiError;
+use super::{kubernetes_service, service_allocation, service_rest};
 
 /// Creates the namespaces every cluster has (default, kube-system, kube-public, kube-node-lease).
 pub async fn ensure_system_namespaces(state: &ApiState) -> Result<(), ApiError> {
@@ -49,6 +51,22 @@ pub async fn ensure_rbac_policy(state: &ApiState) -> Result<(), ApiError> {
                 Err(error) => return Err(error),
             }
         }
+    }
+    Ok(())
+}
+
+/// Checks the service ranges, repairs the allocation records against the stored Services and
+/// reconciles the `kubernetes` Service (a failure there is logged: the API still serves).
+pub async fn ensure_service_allocations(state: &ApiState) -> Result<(), super::Error> {
+    state
+        .service_allocations
+        .check_config()
+        .map_err(|e| super::Error::Setup(format!("--service-cluster-ip-range: {e}")))?;
+    service_rest::repair(state, service_allocation::LEAK_GRACE)
+        .await
+        .map_err(|e| super::Error::Setup(format!("repairing service allocations: {e}")))?;
+    if let Err(error) = kubernetes_service::reconcile(state).await {
+        tracing::error!(%error, "could not reconcile the kubernetes service");
     }
     Ok(())
 }

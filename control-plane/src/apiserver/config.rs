@@ -10,6 +10,9 @@ pub struct Config {
     /// Where the embedded store, the PKI and admin.kubeconfig live.
     pub data_dir: PathBuf,
     pub bind_address: IpAddr,
+    /// The address the `kubernetes` Service's endpoints name (kube's --advertise-address);
+    /// None: see `advertise_address()`.
+    pub advertise_address: Option<IpAddr>,
     /// 0 picks a free port (tests); the chosen one is in `admin.kubeconfig`.
     pub secure_port: u16,
     /// etcd v3 endpoints; empty means the embedded store in `data_dir`.
@@ -29,6 +32,7 @@ impl Config {
         Config {
             data_dir,
             bind_address: IpAddr::from([127, 0, 0, 1]),
+            advertise_address: None,
             secure_port: 6443,
             etcd_servers: Vec::new(),
             etcd_prefix: "/registry-keel".to_string(),
@@ -41,4 +45,28 @@ impl Config {
             compaction_interval: std::time::Duration::from_secs(300),
         }
     }
+}
+
+impl Config {
+    /// The advertised address: the flag's, else the bind address unless it is unspecified,
+    /// else the host's first non-loopback IPv4 address (the one its default route uses), else
+    /// 127.0.0.1.
+    pub fn advertise_address(&self) -> IpAddr {
+        if let Some(address) = self.advertise_address {
+            return address;
+        }
+        if !self.bind_address.is_unspecified() {
+            return self.bind_address;
+        }
+        host_ipv4().unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    }
+}
+
+/// The source address of the host's default IPv4 route. Connecting a UDP socket only picks
+/// the route; no packet is sent.
+fn host_ipv4() -> Option<IpAddr> {
+    let socket = std::net::UdpSocket::bind(("0.0.0.0", 0)).ok()?;
+    socket.connect(("192.0.2.1", 9)).ok()?;
+    let address = socket.local_addr().ok()?.ip();
+    (!address.is_loopback() && !address.is_unspecified()).then_some(address)
 }

@@ -21,6 +21,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod field_errors;
 pub mod handlers;
+pub mod kubernetes_service;
 pub mod names;
 pub mod namespace_lifecycle;
 pub mod nonresource;
@@ -37,6 +38,9 @@ pub mod security;
 pub mod selection;
 pub mod selectors;
 pub mod server;
+pub mod service_allocation;
+pub mod service_rest;
+pub mod service_spec;
 pub mod state;
 pub mod status;
 pub mod strategy;
@@ -114,6 +118,11 @@ pub async fn run(
     bootstrap::ensure_rbac_policy(&state)
         .await
         .map_err(|e| Error::Setup(e.to_string()))?;
+    bootstrap::ensure_service_allocations(&state).await?;
+    tokio::spawn(service_rest::run_repair_loop(
+        state.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(compaction::run(
         store,
         compaction_interval,

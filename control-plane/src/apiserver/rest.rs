@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::objects::{self, collection_prefix, object_key};
 use super::resources::ResourceInfo;
+use super::service_rest;
 use super::state::ApiState;
 use super::status::{ApiError, Target};
 use super::strategy;
@@ -197,6 +198,23 @@ pub async fn create(
 ) -> Result<Value, ApiError> {
     prepare_new_metadata(resource, namespace, &mut object)?;
     strategy::prepare_for_create(resource, &mut object);
+    let claim =
+        service_rest::claim_for_create(state, resource, &mut object, options.dry_run).await?;
+    let stored = create_claimed(state, resource, namespace, object, options).await;
+    match &stored {
+        Ok(_) if !options.dry_run => claim.commit(state).await,
+        _ => claim.revert(state).await,
+    }
+    stored
+}
+
+async fn create_claimed(
+    state: &ApiState,
+    resource: &ResourceInfo,
+    namespace: &str,
+    mut object: Value,
+    options: &WriteOptions,
+) -> Result<Value, ApiError> {
     strategy::default(resource, &mut object);
     let name = objects::name(&object).to_string();
     let at = ObjectRef {
@@ -289,46 +307,61 @@ where
         let Some(mut wanted) = mutate(&current)? else {
             return Ok(current);
         };
+        let revision = objects::resource_version(&current)?.unwrap_or(0);
         prepare_update_metadata(at, &mut wanted);
         strategy::prepare_for_update(at.resource, &mut wanted, &current, subresource);
+        let claim = service_rest::claim_for_update(
+            state,
+            at.resource,
+            &mut wanted,
+            &current,
+            options.dry_run,
+        )
+        .await?;
         strategy::default(at.resource, &mut wanted);
         // A binding sets spec.nodeName, which updates of the pod may not change: it is
         // checked as a whole pod.
         let old = (subresource != "binding").then_some(&current);
         let errors = strategy::validate(at.resource, &wanted, old);
         if !errors.is_empty() {
+            claim.revert(state).await;
             return Err(ApiError::invalid(&at.resource.kind, &at.target(), &errors));
         }
-        let revision = objects::resource_version(&current)?.unwrap_or(0);
         if without_rv(&wanted) == without_rv(&current) {
+            claim.revert(state).await;
             return Ok(current);
         }
         if options.dry_run {
+            claim.revert(state).await;
             return Ok(wanted);
         }
-        // An object being deleted whose last finalizer is gone is deleted now.
-        if ready_to_delete(&wanted) {
-            let deleted = state.store.delete(&at.key(), Some(revision)).await;
-            match deleted {
-                Ok(kv) => {
-                    objects::set_resource_version(&mut wanted, kv.mod_revision);
-                    return Ok(wanted);
-                }
-                Err(storage::Error::Conflict { .. }) => continue,
-                Err(error) => return Err(ApiError::from_storage(error, &at.target())),
+        let encoded = match objects::encode(&wanted) {
+            Ok(encoded) => encoded,
+            Err(error) => {
+                claim.revert(state).await;
+                return Err(error);
             }
-        }
-        match state
-            .store
-            .update(&at.key(), objects::encode(&wanted)?, revision)
-            .await
-        {
+        };
+        // An object being deleted whose last finalizer is gone is deleted now.
+        let written = if ready_to_delete(&wanted) {
+            state.store.delete(&at.key(), Some(revision)).await
+        } else {
+            state.store.update(&at.key(), encoded, revision).await
+        };
+        match written {
             Ok(kv) => {
+                claim.commit(state).await;
+                if ready_to_delete(&wanted) {
+                    service_rest::release_deleted(state, at.resource, &wanted).await;
+                }
                 objects::set_resource_version(&mut wanted, kv.mod_revision);
                 return Ok(wanted);
             }
-            Err(storage::Error::Conflict { .. }) => continue,
-            Err(error) => return Err(ApiError::from_storage(error, &at.target())),
+            Err(storage::Error::Conflict { .. }) => claim.revert(state).await,
+            Err(error) => {
+                claim.revert(state).await;
+                return Err(ApiError::from_storage(error, &at.target()));
+            }
         }
     }
     Err(ApiError::conflict(
@@ -458,6 +491,7 @@ pub async fn delete(
                 }
                 match state.store.delete(&at.key(), Some(revision)).await {
                     Ok(kv) => {
+                        service_rest::release_deleted(state, at.resource, &current).await;
                         let mut last = current;
                         objects::set_resource_version(&mut last, kv.mod_revision);
                         return Ok(Deleted::Gone(last));

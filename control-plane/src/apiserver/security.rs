@@ -32,6 +32,10 @@ pub fn load_or_create(config: &Config, address: SocketAddr) -> Result<Security, 
     if let Some(first) = config.service_cluster_ip_range.hosts().next() {
         hosts.push(first.to_string());
     }
+    let advertised = config.advertise_address().to_string();
+    if !hosts.contains(&advertised) {
+        hosts.push(advertised);
+    }
     let pki =
         Pki::load_or_create(&config.data_dir, &hosts).map_err(|e| setup("loading the PKI", e))?;
     let signer = TokenSigner::from_pem(

@@ -8,6 +8,7 @@ use super::auth::{NodeGraph, Pki, TokenSigner};
 use super::catalog::Catalog;
 use super::config::Config;
 use super::openapi::{self, OpenApiDocs};
+use super::service_allocation::ServiceAllocations;
 use super::watch_cache::WatchCache;
 use crate::storage::Store;
 
@@ -22,6 +23,8 @@ pub struct ApiState {
     pub cache: WatchCache,
     pub config: Config,
     pub security: Option<Security>,
+    /// Which Service ClusterIPs and NodePorts are taken.
+    pub service_allocations: ServiceAllocations,
     catalog: RwLock<Arc<Catalog>>,
     node_graph: RwLock<NodeGraph>,
 }
@@ -35,6 +38,7 @@ impl ApiState {
         security: Option<Security>,
     ) -> ApiState {
         ApiState {
+            service_allocations: ServiceAllocations::new(store.clone(), &config),
             store,
             cache,
             config,

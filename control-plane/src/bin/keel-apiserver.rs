@@ -22,6 +22,10 @@ struct Flags {
     /// The address to serve HTTPS on.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
+    /// The address advertised to the cluster as the `kubernetes` Service's endpoint; default:
+    /// --bind-address unless it is unspecified, else the host's first non-loopback IPv4.
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// The HTTPS port (0 picks a free one).
     #[arg(long, default_value_t = 6443)]
     secure_port: u16,
@@ -64,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         })?;
     let mut config = Config::new(flags.data_dir);
     config.bind_address = flags.bind_address;
+    config.advertise_address = flags.advertise_address;
     config.secure_port = flags.secure_port;
     config.etcd_servers = flags.etcd_servers;
     config.etcd_prefix = flags.etcd_prefix;

@@ -66,7 +66,6 @@ pub fn require_kubectl(test: &str) -> bool {
 }
 
 impl TestApiserver {
-    #[allow(dead_code)] // until a test needs the embedded store without choosing a backend
     pub fn start() -> TestApiserver {
         let dir = tempfile::tempdir().expect("temp dir");
         Self::start_in(dir)
@@ -76,13 +75,20 @@ impl TestApiserver {
     pub fn start_with(backend: Backend) -> TestApiserver {
         let dir = tempfile::tempdir().expect("temp dir");
         let etcd = (backend == Backend::Etcd).then(|| Cluster::start(1));
-        Self::launch(dir, etcd)
+        Self::launch(dir, etcd, |_| {})
+    }
+
+    /// Starts on `dir` with the configuration adjusted by `configure` (etcd, ranges, ...).
+    pub fn start_configured(
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApiserver {
+        Self::launch(dir, None, configure)
     }
 
     /// Starts on an existing data dir (to test what survives a restart).
-    #[allow(dead_code)] // until a test restarts the embedded store on a copied data dir
     pub fn start_in(dir: tempfile::TempDir) -> TestApiserver {
-        Self::launch(dir, None)
+        Self::launch(dir, None, |_| {})
     }
 
     /// Stops the server and starts it again on the same data dir and storage.
@@ -91,15 +97,20 @@ impl TestApiserver {
         old.halt();
         let dir = std::mem::replace(&mut old.dir, tempfile::tempdir().expect("temp dir"));
         let etcd = old.etcd.take();
-        Self::launch(dir, etcd)
+        Self::launch(dir, etcd, |_| {})
     }
 
-    fn launch(dir: tempfile::TempDir, etcd: Option<Cluster>) -> TestApiserver {
+    fn launch(
+        dir: tempfile::TempDir,
+        etcd: Option<Cluster>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApiserver {
         let mut config = Config::new(dir.path().to_path_buf());
         config.secure_port = 0;
         if let Some(cluster) = &etcd {
             config.etcd_servers = cluster.endpoints();
         }
+        configure(&mut config);
         let shutdown = CancellationToken::new();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let token = shutdown.clone();
@@ -141,7 +152,6 @@ impl TestApiserver {
     }
 
     /// Stops the server and hands back its data dir.
-    #[allow(dead_code)] // until a test restarts the embedded store on a copied data dir
     pub fn stop(mut self) -> tempfile::TempDir {
         self.halt();
         let dir = tempfile::tempdir().expect("temp dir");

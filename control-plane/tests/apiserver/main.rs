@@ -10,3 +10,4 @@ mod kubectl_protobuf;
 mod kubectl_workflows;
 mod policy;
 mod scheduling;
+mod services;
