@@ -556,45 +556,6 @@ fn default_service(obj: &mut Map<String, Value>) {
     }
 }
 
-/// On update, what kube's Service registry carries over from the stored object when the new one
-/// leaves it empty: clusterIP(s), ipFamilies and each port's nodePort (matched by port number
-/// and protocol), so `kubectl replace` of a manifest without them keeps the allocations.
-pub fn carry_over_service_allocations(new: &mut Value, old: &Value) {
-    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for key in [
-        "clusterIP",
-        "clusterIPs",
-        "ipFamilies",
-        "ipFamilyPolicy",
-        "healthCheckNodePort",
-    ] {
-        let empty = spec.get(key).is_none_or(|v| v.is_null() || v == "");
-        if let (true, Some(old_value)) = (empty, old.pointer(&format!("/spec/{key}"))) {
-            spec.insert(key.to_string(), old_value.clone());
-        }
-    }
-    let old_ports = old
-        .pointer("/spec/ports")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    each_item(spec, "ports", |port| {
-        let matching = old_ports.iter().find(|p| {
-            p.get("port") == port.get("port")
-                && p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
-                    == port
-                        .get("protocol")
-                        .and_then(Value::as_str)
-                        .unwrap_or("TCP")
-        });
-        if let Some(node_port) = matching.and_then(|p| p.get("nodePort")) {
-            set_default(port, "nodePort", node_port.clone());
-        }
-    });
-}
-
 fn default_endpoints(obj: &mut Map<String, Value>) {
     each_item(obj, "subsets", |subset| {
         each_item(subset, "ports", |port| {

@@ -253,13 +253,6 @@ fn services() {
         json!({"spec": {"type": "ExternalName", "externalName": "x.com"}}),
     );
     assert!(external["spec"].get("ipFamilies").is_none());
-
-    let mut replaced =
-        json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}});
-    let stored = json!({"spec": {"clusterIP": "10.96.0.9", "clusterIPs": ["10.96.0.9"], "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}});
-    carry_over_service_allocations(&mut replaced, &stored);
-    assert_eq!(replaced["spec"]["clusterIP"], "10.96.0.9");
-    assert_eq!(replaced["spec"]["ports"][0]["nodePort"], 30080);
 }
 
 #[test]
