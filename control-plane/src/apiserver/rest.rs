@@ -9,6 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use super::crd_serving;
 use super::objects::{self, collection_prefix, object_key};
 use super::resources::ResourceInfo;
 use super::state::ApiState;
@@ -64,7 +65,10 @@ pub async fn get(state: &ApiState, at: ObjectRef<'_>) -> Result<Value, ApiError>
         .await
         .map_err(|e| ApiError::from_storage(e, &at.target()))?;
     match kv {
-        Some(kv) => objects::decode(&kv),
+        Some(kv) => objects::decode(&kv).map(|mut object| {
+            crd_serving::to_served_version(at.resource, &mut object);
+            object
+        }),
         None => Err(ApiError::not_found(&at.target())),
     }
 }
@@ -89,7 +93,11 @@ pub async fn list(
             .map_err(|e| ApiError::from_storage(e, &Target::default()))?;
         if state.cache.wait_for(current, CACHE_CATCH_UP).await {
             let (items, revision) = state.cache.list(&prefix);
-            let items = items.into_iter().filter(|o| filter(o)).collect();
+            let items = items
+                .into_iter()
+                .filter(|o| filter(o))
+                .map(|o| crd_serving::served_arc(resource, o))
+                .collect();
             return Ok(ListPage {
                 items,
                 revision,
@@ -103,7 +111,12 @@ pub async fn list(
             "watch cache behind storage; listing from storage"
         );
     }
-    list_pages(state, &prefix, filter, limit, continue_token).await
+    let mut page = list_pages(state, &prefix, filter, limit, continue_token).await?;
+    page.items = std::mem::take(&mut page.items)
+        .into_iter()
+        .map(|o| crd_serving::served_arc(resource, o))
+        .collect();
+    Ok(page)
 }
 
 async fn list_pages(
@@ -198,13 +211,15 @@ pub async fn create(
     prepare_new_metadata(resource, namespace, &mut object)?;
     strategy::prepare_for_create(resource, &mut object);
     strategy::default(resource, &mut object);
+    let custom_errors = crd_serving::prepare_custom_resource(state, resource, &mut object, None)?;
     let name = objects::name(&object).to_string();
     let at = ObjectRef {
         resource,
         namespace,
         name: &name,
     };
-    let errors = strategy::validate(resource, &object, None);
+    let mut errors = strategy::validate(resource, &object, None);
+    errors.extend(custom_errors);
     if !errors.is_empty() {
         return Err(ApiError::invalid(&resource.kind, &at.target(), &errors));
     }
@@ -213,7 +228,10 @@ pub async fn create(
     }
     let kv = state
         .store
-        .create(&at.key(), objects::encode(&object)?)
+        .create(
+            &at.key(),
+            crd_serving::encode_for_storage(state, resource, &object)?,
+        )
         .await
         .map_err(|e| ApiError::from_storage(e, &at.target()))?;
     objects::set_resource_version(&mut object, kv.mod_revision);
@@ -292,7 +310,10 @@ where
         prepare_update_metadata(at, &mut wanted);
         strategy::prepare_for_update(at.resource, &mut wanted, &current, subresource);
         strategy::default(at.resource, &mut wanted);
-        let errors = strategy::validate(at.resource, &wanted, Some(&current));
+        let custom_errors =
+            crd_serving::prepare_custom_resource(state, at.resource, &mut wanted, Some(&current))?;
+        let mut errors = strategy::validate(at.resource, &wanted, Some(&current));
+        errors.extend(custom_errors);
         if !errors.is_empty() {
             return Err(ApiError::invalid(&at.resource.kind, &at.target(), &errors));
         }
@@ -317,7 +338,11 @@ where
         }
         match state
             .store
-            .update(&at.key(), objects::encode(&wanted)?, revision)
+            .update(
+                &at.key(),
+                crd_serving::encode_for_storage(state, at.resource, &wanted)?,
+                revision,
+            )
             .await
         {
             Ok(kv) => {
@@ -470,7 +495,11 @@ pub async fn delete(
                 let mut marked = marked;
                 match state
                     .store
-                    .update(&at.key(), objects::encode(&marked)?, revision)
+                    .update(
+                        &at.key(),
+                        crd_serving::encode_for_storage(state, at.resource, &marked)?,
+                        revision,
+                    )
                     .await
                 {
                     Ok(kv) => {
@@ -532,6 +561,7 @@ fn deletion_plan(
     options: &DeleteOptions,
 ) -> DeletionPlan {
     let mut finalizers = objects::finalizers(current);
+    crd_serving::add_deletion_finalizer(resource, current, &mut finalizers);
     let policy_finalizer = match options.propagation_policy.as_deref() {
         Some("Orphan") => Some("orphan"),
         Some("Foreground") => Some("foregroundDeletion"),

@@ -33,6 +33,7 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
 const WATCHER_BUFFER: usize = 256;
 
 struct Watcher {
+    state: Arc<ApiState>,
     resource: ResourceInfo,
     selection: Selection,
     wanted: Wanted,
@@ -62,6 +63,7 @@ pub async fn serve(
     let prefix = collection_prefix(resource, &info.namespace);
     let (out, lines) = mpsc::channel(WATCHER_BUFFER);
     let mut watcher = Watcher {
+        state: state.clone(),
         resource: resource.clone(),
         selection,
         wanted,
@@ -176,19 +178,22 @@ impl Watcher {
             EventType::Added | EventType::Deleted if now_matches => event.event_type,
             _ => return true,
         };
+        let converted = super::crd_serving::served_form(&self.resource, &event.object);
+        let object = converted.as_ref().unwrap_or(&event.object);
         let line = if self.wanted == Wanted::Table {
-            let table = super::table::to_table(
+            let table = super::crd_serving::to_table(
+                &self.state,
                 &self.resource,
-                std::slice::from_ref(&*event.object),
+                std::slice::from_ref(object),
                 super::table::IncludeObject::from_query(None),
                 chrono::Utc::now(),
                 json!({}),
             );
             event_line(event_type.as_str(), &table)
-        } else if event_type == event.event_type {
+        } else if event_type == event.event_type && converted.is_none() {
             event.wire_json().clone()
         } else {
-            event_line(event_type.as_str(), &event.object)
+            event_line(event_type.as_str(), object)
         };
         self.last_sent = self.last_sent.max(event.revision);
         self.out.send(line).await.is_ok()

@@ -2,13 +2,15 @@
 //! (`definition`), the structural schema model (`schema`, `structural`), and what the server does
 //! to each custom resource: validation (`validate`), pruning (`prune`) and defaulting
 //! (`defaulting`). `CustomResourceType` bundles it all for one served version, with the scale
-//! subresource (`scale_from`, `apply_scale`).
+//! subresource (`scale_from`, `apply_scale`). `naming` decides which CRDs get their names and the
+//! status the server writes on them.
 //!
 //! CEL rules (`x-kubernetes-validations`) are accepted in schemas and not evaluated.
 
 pub mod defaulting;
 pub mod definition;
 mod formats;
+pub mod naming;
 pub mod prune;
 pub mod schema;
 pub mod structural;
