@@ -123,6 +123,9 @@ pub fn prepare_for_update(
 /// Defaulting, as kube applies it to every write.
 pub fn default(resource: &ResourceInfo, object: &mut Value) {
     defaults::apply_defaults(&resource.group, &resource.version, &resource.kind, object);
+    if resource.group == "apiextensions.k8s.io" && resource.kind == "CustomResourceDefinition" {
+        super::crd::default_crd(object);
+    }
 }
 
 /// The field errors of a create (`old` None) or update.

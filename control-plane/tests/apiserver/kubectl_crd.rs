@@ -293,3 +293,276 @@ fn invalid_crds_are_refused() {
     let none = api.ok(&["get", "crds", "-o", "name"], None);
     assert!(none.trim().is_empty(), "{none}");
 }
+
+const GADGETS_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.toys.example.com
+spec:
+  group: toys.example.com
+  scope: Cluster
+  names:
+    plural: gadgets
+    kind: Gadget
+  versions:
+  - name: v1beta1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+    schema:
+      openAPIV3Schema: &schema
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size:
+                type: integer
+              extra:
+                type: object
+                x-kubernetes-preserve-unknown-fields: true
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name:
+                      type: string
+                    port:
+                      type: integer
+          status:
+            type: object
+            properties:
+              phase:
+                type: string
+  - name: v1
+    served: true
+    storage: false
+    subresources:
+      status: {}
+    schema:
+      openAPIV3Schema: *schema
+"#;
+
+const GADGET: &str = r#"
+apiVersion: toys.example.com/v1
+kind: Gadget
+metadata:
+  name: g1
+spec:
+  size: 2
+  extra:
+    anything: kept
+    nested: {deep: true}
+  ports:
+  - name: http
+    port: 80
+"#;
+
+/// Same kind as the gadgets CRD, in the same group: its names are not accepted.
+const CONFLICTING_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.toys.example.com
+spec:
+  group: toys.example.com
+  scope: Namespaced
+  names:
+    plural: widgets
+    singular: widget
+    kind: Gadget
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+"#;
+
+#[test]
+fn versions_scopes_subresources_and_name_conflicts() {
+    if !require_kubectl("versions_scopes_subresources_and_name_conflicts") {
+        return;
+    }
+    let api = TestApiserver::start();
+    api.ok(&["apply", "-f", "-"], Some(GADGETS_CRD));
+    wait_established(&api, "gadgets.toys.example.com");
+
+    let applied = api.ok(
+        &["apply", "--server-side", "--field-manager=test", "-f", "-"],
+        Some(GADGET),
+    );
+    assert!(
+        applied.contains("gadget.toys.example.com/g1 serverside-applied"),
+        "{applied}"
+    );
+    // Cluster-scoped, and readable at both served versions.
+    let beta = api.ok(
+        &[
+            "get",
+            "gadgets.v1beta1.toys.example.com",
+            "g1",
+            "-o",
+            "jsonpath={.apiVersion} {.metadata.namespace}",
+        ],
+        None,
+    );
+    assert_eq!(beta.trim(), "toys.example.com/v1beta1");
+    let v1 = api.ok(
+        &[
+            "get",
+            "gadgets.v1.toys.example.com",
+            "g1",
+            "-o",
+            "jsonpath={.apiVersion} {.spec.extra.nested.deep}",
+        ],
+        None,
+    );
+    assert_eq!(v1, "toys.example.com/v1 true");
+    let listed = api.ok(
+        &[
+            "get",
+            "gadgets.v1.toys.example.com",
+            "-o",
+            "jsonpath={.items[*].apiVersion}",
+        ],
+        None,
+    );
+    assert_eq!(listed, "toys.example.com/v1");
+
+    // Server-side apply again: the list-map entry is merged by name.
+    let second = GADGET.replace("port: 80", "port: 8080");
+    api.ok(
+        &["apply", "--server-side", "--field-manager=test", "-f", "-"],
+        Some(&second),
+    );
+    let ports = api.ok(
+        &[
+            "get",
+            "gadget",
+            "g1",
+            "-o",
+            "jsonpath={.spec.ports[*].port}",
+        ],
+        None,
+    );
+    assert_eq!(ports, "8080");
+
+    // Status only through the status subresource.
+    api.ok(
+        &[
+            "patch",
+            "gadget",
+            "g1",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Ready"}}"#,
+        ],
+        None,
+    );
+    api.ok(
+        &[
+            "patch",
+            "gadget",
+            "g1",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Ignored"},"spec":{"size":3}}"#,
+        ],
+        None,
+    );
+    let state = api.ok(
+        &[
+            "get",
+            "gadget",
+            "g1",
+            "-o",
+            "jsonpath={.status.phase} {.spec.size} {.metadata.generation}",
+        ],
+        None,
+    );
+    assert_eq!(state, "Ready 3 3");
+    api.ok(
+        &[
+            "patch",
+            "gadget",
+            "g1",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/size","value":5}]"#,
+        ],
+        None,
+    );
+    let typed = api.fails(
+        &[
+            "patch",
+            "gadget",
+            "g1",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"size":"big"}}"#,
+        ],
+        None,
+    );
+    assert!(
+        typed.contains("spec.size: Invalid value: \"string\""),
+        "{typed}"
+    );
+    assert_eq!(
+        api.ok(
+            &["get", "gadget", "g1", "-o", "jsonpath={.spec.size}"],
+            None
+        ),
+        "5"
+    );
+
+    // A CRD whose kind is taken in its group is not served.
+    api.ok(&["apply", "-f", "-"], Some(CONFLICTING_CRD));
+    api.ok(
+        &[
+            "wait",
+            "--for=condition=NamesAccepted=false",
+            "--timeout=30s",
+            "crd/widgets.toys.example.com",
+        ],
+        None,
+    );
+    let reason = api.ok(
+        &["get", "crd", "widgets.toys.example.com", "-o", r#"jsonpath={.status.conditions[?(@.type=="NamesAccepted")].reason}: {.status.conditions[?(@.type=="NamesAccepted")].message}"#],
+        None,
+    );
+    assert_eq!(reason, "KindConflict: \"Gadget\" is already in use");
+    let fresh_cache = tempfile::tempdir().expect("temp dir");
+    let cache_dir = format!("--cache-dir={}", fresh_cache.path().display());
+    let unserved = api.fails(&[&cache_dir, "get", "widgets"], None);
+    assert!(
+        unserved.contains("doesn't have a resource type"),
+        "{unserved}"
+    );
+
+    // deletecollection, then the CRDs go.
+    api.ok(
+        &["create", "-f", "-"],
+        Some(&GADGET.replace("name: g1", "name: g2")),
+    );
+    api.ok(&["delete", "gadgets", "--all"], None);
+    let none = api.ok(&["get", "gadgets", "-o", "name"], None);
+    assert!(none.trim().is_empty(), "{none}");
+    api.ok(
+        &[
+            "delete",
+            "crd",
+            "widgets.toys.example.com",
+            "gadgets.toys.example.com",
+        ],
+        None,
+    );
+}

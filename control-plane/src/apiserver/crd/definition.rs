@@ -174,6 +174,34 @@ fn printer_column(col: &Value) -> PrinterColumn {
     }
 }
 
+// ---- defaulting ----
+
+/// kube's defaults of a CRD: `names.singular` (lowercased kind), `names.listKind`
+/// (`<kind>List`) and `conversion.strategy` (None).
+pub fn default_crd(crd: &mut Value) {
+    let (singular, list_kind) = (singular(crd), list_kind(crd));
+    let Some(spec) = crd.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(names) = spec.get_mut("names").and_then(Value::as_object_mut) {
+        let empty = |v: Option<&Value>| v.and_then(Value::as_str).is_none_or(str::is_empty);
+        if empty(names.get("singular")) && !singular.is_empty() {
+            names.insert("singular".into(), singular.into());
+        }
+        if empty(names.get("listKind")) && list_kind != "List" {
+            names.insert("listKind".into(), list_kind.into());
+        }
+    }
+    let conversion = spec
+        .entry("conversion")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(conversion) = conversion.as_object_mut() {
+        conversion
+            .entry("strategy")
+            .or_insert_with(|| "None".into());
+    }
+}
+
 // ---- validation ----
 
 fn required(field: &str) -> FieldError {

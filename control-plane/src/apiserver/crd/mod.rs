@@ -23,7 +23,8 @@ use serde_json::{Map, Value, json};
 
 pub use defaulting::apply_schema_defaults;
 pub use definition::{
-    PrinterColumn, crd_status, printer_columns, served_resources, storage_version, validate_crd,
+    PrinterColumn, crd_status, default_crd, printer_columns, served_resources, storage_version,
+    validate_crd,
 };
 pub use prune::prune;
 pub use schema::{Schema, parse_schema};

@@ -758,3 +758,18 @@ fn garbage_crds_give_errors_not_panics() {
         Err(CrdError::Missing(_))
     ));
 }
+
+#[test]
+fn crd_defaults_names_and_conversion() {
+    let mut crd = serde_json::json!({"spec": {"group": "example.com",
+        "names": {"plural": "widgets", "kind": "Widget"}, "versions": []}});
+    super::default_crd(&mut crd);
+    assert_eq!(crd["spec"]["names"]["singular"], "widget");
+    assert_eq!(crd["spec"]["names"]["listKind"], "WidgetList");
+    assert_eq!(crd["spec"]["conversion"]["strategy"], "None");
+    let mut explicit = serde_json::json!({"spec": {"names": {"kind": "Widget", "singular": "wdg"},
+        "conversion": {"strategy": "Webhook"}}});
+    super::default_crd(&mut explicit);
+    assert_eq!(explicit["spec"]["names"]["singular"], "wdg");
+    assert_eq!(explicit["spec"]["conversion"]["strategy"], "Webhook");
+}
