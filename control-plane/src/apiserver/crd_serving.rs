@@ -137,12 +137,14 @@ fn custom_type(
 
 /// For a write of a custom resource (`old` None on create): refuses creates while the CRD is
 /// terminating, drops status on create when the status subresource is enabled, prunes unknown
-/// fields, applies schema defaults, and returns the schema violations. Nothing for built-ins.
+/// fields (refused instead under `fieldValidation=Strict`), applies schema defaults, and
+/// returns the schema violations. Nothing for built-ins.
 pub fn prepare_custom_resource(
     state: &ApiState,
     resource: &ResourceInfo,
     object: &mut Value,
     old: Option<&Value>,
+    options: &WriteOptions,
 ) -> Result<Vec<FieldError>, ApiError> {
     let Some(served) = custom_type(state, resource)? else {
         return Ok(Vec::new());
@@ -160,8 +162,25 @@ pub fn prepare_custom_resource(
             map.remove("status");
         }
     }
-    served.custom.prune_and_default(object);
+    let pruned = served.custom.prune_and_default(object);
+    if options.strict_fields && !pruned.is_empty() {
+        return Err(strict_decoding_error(resource, &pruned));
+    }
     Ok(served.custom.validate(object))
+}
+
+/// kube's answer to unknown fields under `fieldValidation=Strict` (400).
+fn strict_decoding_error(resource: &ResourceInfo, pruned: &[String]) -> ApiError {
+    let fields: Vec<String> = pruned
+        .iter()
+        .map(|p| format!("unknown field {p:?}"))
+        .collect();
+    ApiError::bad_request(format!(
+        "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+        fields.join(", "),
+        kind = resource.kind,
+        version = resource.version,
+    ))
 }
 
 /// The stored encoding of `object`: custom resources at their CRD's storage version.
@@ -184,12 +203,24 @@ pub fn encode_for_storage(
 pub fn served_form(resource: &ResourceInfo, object: &Value) -> Option<Value> {
     let stored = object.get("apiVersion").and_then(Value::as_str)?;
     let kind_matches = object.get("kind").and_then(Value::as_str) == Some(&resource.kind);
-    if !kind_matches || stored == resource.api_version() {
+    if !kind_matches || is_api_version_of(resource, stored) {
         return None;
     }
     let mut converted = object.clone();
     converted["apiVersion"] = json!(resource.api_version());
     Some(converted)
+}
+
+/// `api_version` is `resource`'s group/version (compared without allocating: this runs for
+/// every listed and watched object).
+fn is_api_version_of(resource: &ResourceInfo, api_version: &str) -> bool {
+    if resource.group.is_empty() {
+        return api_version == resource.version;
+    }
+    api_version
+        .strip_prefix(resource.group.as_str())
+        .and_then(|rest| rest.strip_prefix('/'))
+        == Some(resource.version.as_str())
 }
 
 /// [`served_form`] in place.

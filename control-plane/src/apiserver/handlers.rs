@@ -37,6 +37,7 @@ impl ResourceRequest<'_> {
     fn write_options(&self) -> Result<WriteOptions, ApiError> {
         Ok(WriteOptions {
             dry_run: self.query.dry_run()?,
+            strict_fields: self.query.get("fieldValidation") == Some("Strict"),
         })
     }
 

@@ -44,6 +44,8 @@ impl ObjectRef<'_> {
 #[derive(Clone, Debug, Default)]
 pub struct WriteOptions {
     pub dry_run: bool,
+    /// `fieldValidation=Strict`: unknown fields of a custom resource are an error, not dropped.
+    pub strict_fields: bool,
 }
 
 /// A filter over objects (label and field selectors).
@@ -211,7 +213,7 @@ pub async fn create(
     prepare_new_metadata(resource, namespace, &mut object)?;
     strategy::prepare_for_create(resource, &mut object);
     strategy::default(resource, &mut object);
-    let custom_errors = crd_serving::prepare_custom_resource(state, resource, &mut object, None)?;
+    let custom_errors = crd_serving::prepare_custom_resource(state, resource, &mut object, None, options)?;
     let name = objects::name(&object).to_string();
     let at = ObjectRef {
         resource,
@@ -311,7 +313,13 @@ where
         strategy::prepare_for_update(at.resource, &mut wanted, &current, subresource);
         strategy::default(at.resource, &mut wanted);
         let custom_errors =
-            crd_serving::prepare_custom_resource(state, at.resource, &mut wanted, Some(&current))?;
+            crd_serving::prepare_custom_resource(
+            state,
+            at.resource,
+            &mut wanted,
+            Some(&current),
+            options,
+        )?;
         let mut errors = strategy::validate(at.resource, &wanted, Some(&current));
         errors.extend(custom_errors);
         if !errors.is_empty() {

@@ -146,7 +146,14 @@ fn custom_resources_served_from_a_crd() {
     );
     assert_eq!(status, "CronTab [\"v1\"]");
 
-    let applied = api.ok(&["apply", "-f", "-"], Some(CRONTAB));
+    // kubectl validates strictly by default: the server refuses the unknown field.
+    let strict = api.fails(&["apply", "-f", "-"], Some(CRONTAB));
+    assert!(
+        strict.contains("CronTab in version \"v1\" cannot be handled as a CronTab: strict decoding error: unknown field \"spec.unknownField\""),
+        "{strict}"
+    );
+    api.fails(&["get", "crontab", "nightly"], None);
+    let applied = api.ok(&["apply", "--validate=false", "-f", "-"], Some(CRONTAB));
     assert!(
         applied.contains("crontab.stable.example.com/nightly created"),
         "{applied}"
