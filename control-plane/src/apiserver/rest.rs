@@ -213,7 +213,8 @@ pub async fn create(
     prepare_new_metadata(resource, namespace, &mut object)?;
     strategy::prepare_for_create(resource, &mut object);
     strategy::default(resource, &mut object);
-    let custom_errors = crd_serving::prepare_custom_resource(state, resource, &mut object, None, options)?;
+    let custom_errors =
+        crd_serving::prepare_custom_resource(state, resource, &mut object, None, options)?;
     let name = objects::name(&object).to_string();
     let at = ObjectRef {
         resource,
@@ -312,8 +313,7 @@ where
         prepare_update_metadata(at, &mut wanted);
         strategy::prepare_for_update(at.resource, &mut wanted, &current, subresource);
         strategy::default(at.resource, &mut wanted);
-        let custom_errors =
-            crd_serving::prepare_custom_resource(
+        let custom_errors = crd_serving::prepare_custom_resource(
             state,
             at.resource,
             &mut wanted,

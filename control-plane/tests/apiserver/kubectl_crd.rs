@@ -573,3 +573,61 @@ fn versions_scopes_subresources_and_name_conflicts() {
         None,
     );
 }
+
+#[test]
+fn crds_survive_a_restart_and_custom_resources_are_watched() {
+    if !require_kubectl("crds_survive_a_restart_and_custom_resources_are_watched") {
+        return;
+    }
+    let api = TestApiserver::start();
+    api.ok(&["apply", "-f", "-"], Some(GADGETS_CRD));
+    wait_established(&api, "gadgets.toys.example.com");
+    api.ok(&["create", "-f", "-"], Some(GADGET));
+
+    // A watch at the non-storage version sees objects at that version.
+    let events = api.ok(
+        &[
+            "get",
+            "--raw",
+            "/apis/toys.example.com/v1/gadgets?watch=true&timeoutSeconds=1",
+        ],
+        None,
+    );
+    let first: serde_json::Value =
+        serde_json::from_str(events.lines().next().unwrap_or("")).expect("a watch event");
+    assert_eq!(first["type"], "ADDED", "{events}");
+    assert_eq!(
+        first["object"]["apiVersion"], "toys.example.com/v1",
+        "{events}"
+    );
+    assert_eq!(first["object"]["metadata"]["name"], "g1", "{events}");
+
+    // Updating the CRD (a printer column) changes what is served.
+    let with_column = GADGETS_CRD.replace(
+        "  - name: v1\n    served: true\n    storage: false\n",
+        "  - name: v1\n    served: true\n    storage: false\n    additionalPrinterColumns:\n    - name: Size\n      type: integer\n      jsonPath: .spec.size\n",
+    );
+    api.ok(&["apply", "-f", "-"], Some(&with_column));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let table = api.ok(&["get", "gadgets.v1.toys.example.com"], None);
+        if table.lines().next().is_some_and(|h| h.contains("SIZE")) {
+            assert!(table.contains("g1") && table.contains('2'), "{table}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "column never served: {table}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    let dir = api.stop();
+    let api = TestApiserver::start_in(dir);
+    let size = api.ok(
+        &["get", "gadget", "g1", "-o", "jsonpath={.spec.size}"],
+        None,
+    );
+    assert_eq!(size, "2");
+    api.ok(&["delete", "crd", "gadgets.toys.example.com"], None);
+}
