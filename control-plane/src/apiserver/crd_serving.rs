@@ -503,7 +503,8 @@ struct ServingPlan {
 
 impl ServingPlan {
     fn of(accepted: &[&Value]) -> ServingPlan {
-        let mut resources = builtin_resources();
+        let builtins = builtin_resources();
+        let mut resources = builtins.clone();
         let mut types = Vec::new();
         let mut schemas = CrdSchemas::new();
         for crd in accepted {
@@ -520,8 +521,18 @@ impl ServingPlan {
                 continue;
             };
             served.sort_by_key(|t| (!t.storage, version_priority(&t.resource.version)));
-            openapi::add_crd_schemas(&mut schemas, crd);
+            let served_before = types.len();
             for custom in served {
+                let r = &custom.resource;
+                let shadows_builtin = builtins.iter().any(|b| {
+                    b.group == r.group
+                        && b.version == r.version
+                        && (b.plural == r.plural || b.kind == r.kind)
+                });
+                if shadows_builtin {
+                    tracing::warn!(crd = %name, "CRD names a built-in resource; the built-in is served");
+                    continue;
+                }
                 resources.push(custom.resource.clone());
                 types.push(Arc::new(ServedType {
                     columns: table::crd_printer_columns(crd, &custom.resource.version),
@@ -529,6 +540,9 @@ impl ServingPlan {
                     storage_version: storage_version.clone(),
                     terminating: objects::is_deleting(crd),
                 }));
+            }
+            if types.len() > served_before {
+                openapi::add_crd_schemas(&mut schemas, crd);
             }
         }
         ServingPlan {
@@ -697,6 +711,17 @@ mod tests {
         let catalog = Catalog::new(plan.resources);
         assert!(catalog.lookup("example.com", "v1", "widgets").is_some());
         assert!(catalog.lookup("example.com", "v0", "widgets").is_none());
+    }
+
+    #[test]
+    fn built_in_resources_win_over_crds() {
+        let mut hijack = crd("deployments", json!([version("v1", true, true)]));
+        hijack["spec"]["group"] = json!("apps");
+        hijack["spec"]["names"]["kind"] = json!("Deployment");
+        let plan = ServingPlan::of(&[&hijack]);
+        assert!(plan.types.is_empty());
+        assert!(plan.schemas.is_empty());
+        assert_eq!(plan.resources.len(), builtin_resources().len());
     }
 
     #[test]

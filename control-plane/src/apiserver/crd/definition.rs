@@ -289,6 +289,42 @@ fn validate_group(crd: &Value, errs: &mut Vec<FieldError>) {
     } else if !is_dns1123_subdomain(group) {
         errs.push(invalid("spec.group", group, DNS1123_SUBDOMAIN_MSG));
     }
+    validate_api_approval(crd, group, errs);
+}
+
+const APPROVAL_ANNOTATION: &str = "api-approved.kubernetes.io";
+
+/// Groups of the Kubernetes project (`k8s.io`, `kubernetes.io` and their subdomains) need the
+/// approval annotation: a URL, or a reason starting with "unapproved".
+fn validate_api_approval(crd: &Value, group: &str, errs: &mut Vec<FieldError>) {
+    let protected = ["k8s.io", "kubernetes.io"]
+        .iter()
+        .any(|d| group == *d || group.ends_with(&format!(".{d}")));
+    if !protected {
+        return;
+    }
+    let field = format!("metadata.annotations[{APPROVAL_ANNOTATION}]");
+    let annotation = crd
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(APPROVAL_ANNOTATION))
+        .and_then(Value::as_str);
+    match annotation {
+        None => errs.push(FieldError::new(
+            FieldErrorKind::Required,
+            field,
+            None,
+            "protected groups must have approval annotation \"api-approved.kubernetes.io\", see https://github.com/kubernetes/enhancements/pull/1111",
+        )),
+        Some(v)
+            if v.starts_with("unapproved")
+                || v.starts_with("https://")
+                || v.starts_with("http://") => {}
+        Some(v) => errs.push(invalid(
+            field,
+            v,
+            "protected groups must have approval annotation \"api-approved.kubernetes.io\" with either a URL or a reason starting with \"unapproved\", see https://github.com/kubernetes/enhancements/pull/1111",
+        )),
+    }
 }
 
 fn validate_names(crd: &Value, errs: &mut Vec<FieldError>) {
