@@ -346,7 +346,8 @@ fn scaled(
 /// Serves the CRDs already stored, then keeps following CRD changes until `cancel`.
 pub async fn start(state: Arc<ApiState>, cancel: CancellationToken) {
     let mut controller = Controller::default();
-    controller.sync(&state).await;
+    // Serve before listening; statuses and cleanups wait for the loop.
+    controller.serve_stored(&state).await;
     tokio::spawn(async move { controller.run(state, cancel).await });
 }
 
@@ -406,18 +407,19 @@ impl Controller {
     /// One pass: serve the accepted CRDs, write statuses, finalize deleted CRDs. True while a
     /// CRD is still being finalized.
     async fn sync(&mut self, state: &ApiState) -> bool {
-        let Some(crd_resource) = crd_resource(state) else {
+        let Some((crd_resource, crds, decisions)) = self.serve_stored(state).await else {
             return false;
         };
-        let (cached, _) = state.cache.list(&objects::resource_prefix(&crd_resource));
-        let crds: Vec<Value> = cached.iter().map(|c| (**c).clone()).collect();
-        let decisions = naming::decide_names(&crds);
-        self.serve(state, &crds, &decisions).await;
         let mut cleaning = false;
         for (crd, conflict) in crds.iter().zip(&decisions) {
             let name = objects::name(crd);
             let terminating = objects::is_deleting(crd);
-            if let Err(error) = write_status(state, &crd_resource, name, conflict.as_ref()).await {
+            let desired =
+                naming::desired_status(crd, conflict.as_ref(), terminating, chrono::Utc::now());
+            if crd.get("status") != Some(&desired)
+                && let Err(error) =
+                    write_status(state, &crd_resource, name, conflict.as_ref()).await
+            {
                 tracing::warn!(crd = %name, %error, "writing CRD status failed");
             }
             if terminating
@@ -432,6 +434,20 @@ impl Controller {
             }
         }
         cleaning
+    }
+
+    /// Reads the CRDs from the watch cache, decides their names and serves the accepted ones;
+    /// returns what it read and decided.
+    async fn serve_stored(
+        &mut self,
+        state: &ApiState,
+    ) -> Option<(ResourceInfo, Vec<Value>, Vec<Option<NameConflict>>)> {
+        let crd_resource = crd_resource(state)?;
+        let (cached, _) = state.cache.list(&objects::resource_prefix(&crd_resource));
+        let crds: Vec<Value> = cached.iter().map(|c| (**c).clone()).collect();
+        let decisions = naming::decide_names(&crds);
+        self.serve(state, &crds, &decisions).await;
+        Some((crd_resource, crds, decisions))
     }
 
     /// Swaps in the catalog and OpenAPI documents of the accepted CRDs, when they changed.
