@@ -159,6 +159,16 @@ fn custom_resources_served_from_a_crd() {
         "{applied}"
     );
 
+    // Client-side apply of a changed manifest: a merge patch.
+    let changed = CRONTAB
+        .replace("  unknownField: dropped\n", "")
+        .replace("0 3 * * *", "0 4 * * *");
+    let configured = api.ok(&["apply", "-f", "-"], Some(&changed));
+    assert!(
+        configured.contains("crontab.stable.example.com/nightly configured"),
+        "{configured}"
+    );
+
     let table = api.ok(&["get", "crontabs"], None);
     let header: Vec<&str> = table
         .lines()
@@ -168,7 +178,7 @@ fn custom_resources_served_from_a_crd() {
         .collect();
     assert_eq!(header, vec!["NAME", "SPEC", "REPLICAS", "AGE"], "{table}");
     assert!(
-        table.contains("nightly") && table.contains("0 3 * * *"),
+        table.contains("nightly") && table.contains("0 4 * * *"),
         "{table}"
     );
     let short = api.ok(&["get", "ct", "-o", "name"], None);
