@@ -55,6 +55,8 @@ pub struct ServedType {
     pub storage_version: String,
     /// The CRD is being deleted: no new objects.
     pub terminating: bool,
+    /// Cancelled when this version stops being served: its watches end.
+    pub withdrawn: CancellationToken,
 }
 
 /// The custom resource types served now, and the OpenAPI documents including their schemas
@@ -77,6 +79,13 @@ impl ServedCrds {
                     && r.group == resource.group
             })
             .cloned()
+    }
+
+    /// Cancelled once `resource` stops being served; never for built-ins.
+    pub fn withdrawn(&self, resource: &ResourceInfo) -> CancellationToken {
+        self.get(resource)
+            .map(|t| t.withdrawn.clone())
+            .unwrap_or_default()
     }
 
     /// The OpenAPI documents of everything served.
@@ -479,7 +488,8 @@ impl Controller {
         if self.fingerprint.as_deref() == Some(fingerprint.as_str()) {
             return;
         }
-        let plan = ServingPlan::of(&accepted);
+        let previous = state.crds();
+        let plan = ServingPlan::of(&accepted, &previous);
         let ServingPlan {
             resources,
             types,
@@ -503,7 +513,16 @@ impl Controller {
             accepted.len()
         );
         // Types before catalog: a routed custom resource always finds its type.
-        state.set_crds(ServedCrds { types, openapi });
+        let current = ServedCrds { types, openapi };
+        let withdrawn: Vec<&Arc<ServedType>> = previous
+            .types
+            .iter()
+            .filter(|t| current.get(&t.custom.resource).is_none())
+            .collect();
+        for gone in &withdrawn {
+            gone.withdrawn.cancel();
+        }
+        state.set_crds(current);
         state.set_catalog(Catalog::new(resources));
         self.fingerprint = Some(fingerprint);
     }
@@ -518,7 +537,8 @@ struct ServingPlan {
 }
 
 impl ServingPlan {
-    fn of(accepted: &[&Value]) -> ServingPlan {
+    /// `previous`: what was served so far, whose watch tokens carry over.
+    fn of(accepted: &[&Value], previous: &ServedCrds) -> ServingPlan {
         let builtins = builtin_resources();
         let mut resources = builtins.clone();
         let mut types = Vec::new();
@@ -549,12 +569,14 @@ impl ServingPlan {
                     tracing::warn!(crd = %name, "CRD names a built-in resource; the built-in is served");
                     continue;
                 }
+                let withdrawn = previous.withdrawn(&custom.resource);
                 resources.push(custom.resource.clone());
                 types.push(Arc::new(ServedType {
                     columns: table::crd_printer_columns(crd, &custom.resource.version),
                     custom,
                     storage_version: storage_version.clone(),
                     terminating: objects::is_deleting(crd),
+                    withdrawn,
                 }));
             }
             if types.len() > served_before {
@@ -711,7 +733,7 @@ mod tests {
                 version("v0", false, false)
             ]),
         );
-        let plan = ServingPlan::of(&[&widgets]);
+        let plan = ServingPlan::of(&[&widgets], &ServedCrds::default());
         let builtins = builtin_resources().len();
         let added: Vec<&str> = plan.resources[builtins..]
             .iter()
@@ -730,11 +752,29 @@ mod tests {
     }
 
     #[test]
+    fn watch_tokens_carry_over_rebuilds() {
+        let widgets = crd("widgets", json!([version("v1", true, true)]));
+        let first = ServedCrds {
+            types: ServingPlan::of(&[&widgets], &ServedCrds::default()).types,
+            openapi: None,
+        };
+        let second = ServingPlan::of(&[&widgets], &first);
+        let resource = &second.types[0].custom.resource;
+        first.withdrawn(resource).cancel();
+        assert!(second.types[0].withdrawn.is_cancelled());
+        let pods = builtin_resources()
+            .into_iter()
+            .find(|r| r.plural == "pods")
+            .expect("pods");
+        assert!(!first.withdrawn(&pods).is_cancelled());
+    }
+
+    #[test]
     fn built_in_resources_win_over_crds() {
         let mut hijack = crd("deployments", json!([version("v1", true, true)]));
         hijack["spec"]["group"] = json!("apps");
         hijack["spec"]["names"]["kind"] = json!("Deployment");
-        let plan = ServingPlan::of(&[&hijack]);
+        let plan = ServingPlan::of(&[&hijack], &ServedCrds::default());
         assert!(plan.types.is_empty());
         assert!(plan.schemas.is_empty());
         assert_eq!(plan.resources.len(), builtin_resources().len());
@@ -746,7 +786,7 @@ mod tests {
             "widgets",
             json!([version("v1beta1", true, true), version("v1", true, false)]),
         );
-        let plan = ServingPlan::of(&[&widgets]);
+        let plan = ServingPlan::of(&[&widgets], &ServedCrds::default());
         let v1 = plan
             .types
             .iter()

@@ -34,6 +34,8 @@ const WATCHER_BUFFER: usize = 256;
 
 struct Watcher {
     state: Arc<ApiState>,
+    /// Ends the watch when its (custom) resource stops being served.
+    withdrawn: tokio_util::sync::CancellationToken,
     resource: ResourceInfo,
     selection: Selection,
     wanted: Wanted,
@@ -64,6 +66,7 @@ pub async fn serve(
     let (out, lines) = mpsc::channel(WATCHER_BUFFER);
     let mut watcher = Watcher {
         state: state.clone(),
+        withdrawn: state.crds().withdrawn(resource),
         resource: resource.clone(),
         selection,
         wanted,
@@ -139,6 +142,7 @@ impl Watcher {
         tokio::pin!(deadline);
         let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
         ticker.tick().await;
+        let withdrawn = self.withdrawn.clone();
         loop {
             tokio::select! {
                 received = live.recv() => match received {
@@ -159,6 +163,7 @@ impl Watcher {
                     }
                 }
                 _ = self.out.closed() => return,
+                _ = withdrawn.cancelled() => return,
                 _ = &mut deadline => return,
             }
         }

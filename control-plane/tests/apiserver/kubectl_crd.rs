@@ -266,6 +266,19 @@ fn custom_resources_served_from_a_crd() {
     let all = api.ok(&["get", "all", "-o", "name"], None);
     assert!(all.contains("crontab.stable.example.com/nightly"), "{all}");
 
+    // A watch open on the custom resources ends once the CRD is gone.
+    let mut watch = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&api.kubeconfig)
+        .args([
+            "get",
+            "--raw",
+            "/apis/stable.example.com/v1/crontabs?watch=true",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn kubectl watch");
     let deleted = api.ok(
         &[
             "delete",
@@ -275,6 +288,18 @@ fn custom_resources_served_from_a_crd() {
         ],
         None,
     );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while watch.try_wait().expect("watch status").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = watch.kill();
+            panic!("the watch of crontabs outlived its CRD");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mut events = String::new();
+    std::io::Read::read_to_string(&mut watch.stdout.take().expect("stdout"), &mut events)
+        .expect("watch output");
+    assert!(events.contains("\"DELETED\""), "{events}");
     assert!(deleted.contains("deleted"), "{deleted}");
     api.fails(&["get", "crd", "crontabs.stable.example.com"], None);
     // kubectl keeps discovery on disk for hours (as against kube-apiserver): a fresh cache
