@@ -208,20 +208,26 @@ pub fn encode_for_storage(
     }
 }
 
-/// `object` (as stored) at the version it is requested through, when that differs.
-pub fn served_form(resource: &ResourceInfo, object: &Value) -> Option<Value> {
-    let stored = object.get("apiVersion").and_then(Value::as_str)?;
-    let kind_matches = object.get("kind").and_then(Value::as_str) == Some(&resource.kind);
-    if !kind_matches || is_api_version_of(resource, stored) {
-        return None;
-    }
+/// `object` (as stored) as a read through `resource` returns it. For a custom resource: at the
+/// requested version (conversion None: only apiVersion changes), pruned and defaulted by that
+/// version's schema, as kube does on every read (a schema that gained a default shows it on
+/// old objects). None when nothing changes, always for built-ins (`served` None).
+pub fn read_form(
+    served: Option<&ServedType>,
+    resource: &ResourceInfo,
+    object: &Value,
+) -> Option<Value> {
+    let served = served?;
     let mut converted = object.clone();
-    converted["apiVersion"] = json!(resource.api_version());
-    Some(converted)
+    let stored = object.get("apiVersion").and_then(Value::as_str);
+    if !stored.is_some_and(|v| is_api_version_of(resource, v)) {
+        converted["apiVersion"] = json!(resource.api_version());
+    }
+    served.custom.prune_and_default(&mut converted);
+    (converted != *object).then_some(converted)
 }
 
-/// `api_version` is `resource`'s group/version (compared without allocating: this runs for
-/// every listed and watched object).
+/// `api_version` is `resource`'s group/version (compared without allocating).
 fn is_api_version_of(resource: &ResourceInfo, api_version: &str) -> bool {
     if resource.group.is_empty() {
         return api_version == resource.version;
@@ -232,19 +238,30 @@ fn is_api_version_of(resource: &ResourceInfo, api_version: &str) -> bool {
         == Some(resource.version.as_str())
 }
 
-/// [`served_form`] in place.
-pub fn to_served_version(resource: &ResourceInfo, object: &mut Value) {
-    if let Some(converted) = served_form(resource, object) {
+/// [`read_form`] in place.
+pub fn to_served_version(state: &ApiState, resource: &ResourceInfo, object: &mut Value) {
+    let served = state.crds().get(resource);
+    if let Some(converted) = read_form(served.as_deref(), resource, object) {
         *object = converted;
     }
 }
 
-/// [`served_form`] of a shared object, sharing it when nothing changes.
-pub fn served_arc(resource: &ResourceInfo, object: Arc<Value>) -> Arc<Value> {
-    match served_form(resource, &object) {
-        Some(converted) => Arc::new(converted),
-        None => object,
-    }
+/// [`read_form`] of listed objects, sharing those that do not change.
+pub fn served_items(
+    state: &ApiState,
+    resource: &ResourceInfo,
+    items: Vec<Arc<Value>>,
+) -> Vec<Arc<Value>> {
+    let Some(served) = state.crds().get(resource) else {
+        return items;
+    };
+    items
+        .into_iter()
+        .map(|item| match read_form(Some(&served), resource, &item) {
+            Some(converted) => Arc::new(converted),
+            None => item,
+        })
+        .collect()
 }
 
 /// On the first delete of a CRD, its cleanup finalizer joins `finalizers`.
@@ -792,16 +809,23 @@ mod tests {
             .iter()
             .find(|t| t.custom.resource.version == "v1")
             .expect("v1 served");
-        let stored = json!({"apiVersion": "example.com/v1beta1", "kind": "Widget", "metadata": {"name": "a"}});
-        let read = served_form(&v1.custom.resource, &stored).expect("converted");
+        let stored = json!({"apiVersion": "example.com/v1beta1", "kind": "Widget",
+            "metadata": {"name": "a"}, "spec": {"gone": true}});
+        let read = read_form(Some(v1), &v1.custom.resource, &stored).expect("converted");
         assert_eq!(read["apiVersion"], "example.com/v1");
         assert_eq!(read["metadata"], stored["metadata"]);
+        assert_eq!(
+            read["spec"],
+            json!({"size": 1}),
+            "pruned and defaulted on read"
+        );
+        assert!(read_form(Some(v1), &v1.custom.resource, &read).is_none());
         let pods = builtin_resources()
             .into_iter()
             .find(|r| r.plural == "pods")
             .expect("pods");
         let pod = json!({"apiVersion": "v1", "kind": "Pod"});
-        assert!(served_form(&pods, &pod).is_none());
+        assert!(read_form(None, &pods, &pod).is_none());
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub async fn get(state: &ApiState, at: ObjectRef<'_>) -> Result<Value, ApiError>
         .map_err(|e| ApiError::from_storage(e, &at.target()))?;
     match kv {
         Some(kv) => objects::decode(&kv).map(|mut object| {
-            crd_serving::to_served_version(at.resource, &mut object);
+            crd_serving::to_served_version(state, at.resource, &mut object);
             object
         }),
         None => Err(ApiError::not_found(&at.target())),
@@ -95,11 +95,8 @@ pub async fn list(
             .map_err(|e| ApiError::from_storage(e, &Target::default()))?;
         if state.cache.wait_for(current, CACHE_CATCH_UP).await {
             let (items, revision) = state.cache.list(&prefix);
-            let items = items
-                .into_iter()
-                .filter(|o| filter(o))
-                .map(|o| crd_serving::served_arc(resource, o))
-                .collect();
+            let items = items.into_iter().filter(|o| filter(o)).collect();
+            let items = crd_serving::served_items(state, resource, items);
             return Ok(ListPage {
                 items,
                 revision,
@@ -114,10 +111,7 @@ pub async fn list(
         );
     }
     let mut page = list_pages(state, &prefix, filter, limit, continue_token).await?;
-    page.items = std::mem::take(&mut page.items)
-        .into_iter()
-        .map(|o| crd_serving::served_arc(resource, o))
-        .collect();
+    page.items = crd_serving::served_items(state, resource, std::mem::take(&mut page.items));
     Ok(page)
 }
 

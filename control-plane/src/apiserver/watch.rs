@@ -183,7 +183,9 @@ impl Watcher {
             EventType::Added | EventType::Deleted if now_matches => event.event_type,
             _ => return true,
         };
-        let converted = super::crd_serving::served_form(&self.resource, &event.object);
+        let served = self.state.crds().get(&self.resource);
+        let converted =
+            super::crd_serving::read_form(served.as_deref(), &self.resource, &event.object);
         let object = converted.as_ref().unwrap_or(&event.object);
         let line = if self.wanted == Wanted::Table {
             let table = super::crd_serving::to_table(

@@ -637,17 +637,29 @@ fn crds_survive_a_restart_and_custom_resources_are_watched() {
     );
     assert_eq!(first["object"]["metadata"]["name"], "g1", "{events}");
 
-    // Updating the CRD (a printer column) changes what is served.
-    let with_column = GADGETS_CRD.replace(
-        "  - name: v1\n    served: true\n    storage: false\n",
-        "  - name: v1\n    served: true\n    storage: false\n    additionalPrinterColumns:\n    - name: Size\n      type: integer\n      jsonPath: .spec.size\n",
-    );
+    // Updating the CRD: a printer column and a new defaulted field (shown on the existing
+    // object, as kube defaults on read).
+    let with_column = GADGETS_CRD
+        .replace(
+            "  - name: v1\n    served: true\n    storage: false\n",
+            "  - name: v1\n    served: true\n    storage: false\n    additionalPrinterColumns:\n    - name: Size\n      type: integer\n      jsonPath: .spec.size\n",
+        )
+        .replace(
+            "              size:\n                type: integer\n",
+            "              size:\n                type: integer\n              color:\n                type: string\n                default: red\n",
+        );
+    assert_ne!(with_column, GADGETS_CRD);
     api.ok(&["apply", "-f", "-"], Some(&with_column));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let table = api.ok(&["get", "gadgets.v1.toys.example.com"], None);
         if table.lines().next().is_some_and(|h| h.contains("SIZE")) {
             assert!(table.contains("g1") && table.contains('2'), "{table}");
+            let color = api.ok(
+                &["get", "gadget", "g1", "-o", "jsonpath={.spec.color}"],
+                None,
+            );
+            assert_eq!(color, "red");
             break;
         }
         assert!(
