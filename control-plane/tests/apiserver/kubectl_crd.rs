@@ -128,12 +128,17 @@ fn custom_resources_served_from_a_crd() {
         return;
     }
     let api = TestApiserver::start();
+    let started = std::time::Instant::now();
     let created = api.ok(&["apply", "-f", "-"], Some(CRD));
     assert!(
         created.contains("crontabs.stable.example.com created"),
         "{created}"
     );
     wait_established(&api, "crontabs.stable.example.com");
+    eprintln!(
+        "CRD applied and established (two kubectl runs) in {:?}",
+        started.elapsed()
+    );
     let status = api.ok(
         &[
             "get",
