@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::{CLEANUP_FINALIZER, CRD_GROUP, CRD_PLURAL, ServedCrds, ServedType};
+use super::{CLEANUP_FINALIZER, CRD_GROUP, CRD_PLURAL, ServedCrds, ServedType, is_builtin};
 use crate::apiserver::catalog::Catalog;
 use crate::apiserver::crd::naming::{self, NameConflict};
 use crate::apiserver::crd::{CustomResourceType, definition};
@@ -238,9 +238,8 @@ impl ServingPlan {
             for custom in served {
                 let r = &custom.resource;
                 let shadows_builtin = builtins.iter().any(|b| {
-                    b.group == r.group
-                        && b.version == r.version
-                        && (b.plural == r.plural || b.kind == r.kind)
+                    // Same storage prefix (group/plural), or a kind of the group.
+                    b.group == r.group && (b.plural == r.plural || b.kind == r.kind)
                 });
                 if shadows_builtin {
                     tracing::warn!(crd = %name, "CRD names a built-in resource; the built-in is served");
@@ -316,7 +315,8 @@ async fn finalize(
         .map(|v| definition::resource_info(crd, &v))
         .transpose()
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    if let Some(resource) = &resource
+    // A CRD naming a built-in resource never served it: the built-in objects are not its own.
+    if let Some(resource) = resource.as_ref().filter(|r| !is_builtin(r))
         && delete_all(state, resource).await? > 0
     {
         return Ok(());

@@ -79,6 +79,13 @@ fn built_in_resources_win_over_crds() {
     hijack["spec"]["names"]["kind"] = json!("Deployment");
     let plan = ServingPlan::of(&[&hijack], &ServedCrds::default());
     assert!(plan.types.is_empty());
+    let mut other_version = crd("roles", json!([version("v1beta1", true, true)]));
+    other_version["spec"]["group"] = json!("rbac.authorization.k8s.io");
+    let plan = ServingPlan::of(&[&other_version], &ServedCrds::default());
+    assert!(
+        plan.types.is_empty(),
+        "would share the built-in roles' storage"
+    );
     assert!(plan.schemas.is_empty());
     assert_eq!(plan.resources.len(), builtin_resources().len());
 }
