@@ -37,6 +37,7 @@ impl ResourceRequest<'_> {
     fn write_options(&self) -> Result<WriteOptions, ApiError> {
         Ok(WriteOptions {
             dry_run: self.query.dry_run()?,
+            strict_fields: self.query.get("fieldValidation") == Some("Strict"),
         })
     }
 
@@ -123,7 +124,8 @@ fn render_one(
 ) -> Result<Response<Body>, ApiError> {
     match body::wanted(request.headers) {
         Wanted::Table => {
-            let table = super::table::to_table(
+            let table = super::crd_serving::to_table(
+                request.state,
                 resource,
                 std::slice::from_ref(&object),
                 IncludeObject::from_query(request.query.get("includeObject")),
@@ -159,8 +161,14 @@ async fn list(
     if body::wanted(request.headers) == Wanted::Table {
         let items: Vec<Value> = page.items.iter().map(|o| (**o).clone()).collect();
         let include = IncludeObject::from_query(request.query.get("includeObject"));
-        let table =
-            super::table::to_table(resource, &items, include, chrono::Utc::now(), list_meta);
+        let table = super::crd_serving::to_table(
+            request.state,
+            resource,
+            &items,
+            include,
+            chrono::Utc::now(),
+            list_meta,
+        );
         return Ok(body::json_response(StatusCode::OK, &table));
     }
     Ok(body::json_bytes(
@@ -591,7 +599,7 @@ async fn serve_subresource(
         ("status" | "approval" | "ephemeralcontainers", "patch") => {
             patch(request, at, subresource).await
         }
-        ("scale", verb) => super::subresources::scale(request, at, verb).await,
+        ("scale", verb) => super::crd_serving::scale(request, at, verb).await,
         ("binding", "create") => super::subresources::bind(request, at).await,
         ("eviction", "create") => super::subresources::evict(request, at).await,
         ("log" | "exec" | "attach" | "portforward" | "proxy", _) => {

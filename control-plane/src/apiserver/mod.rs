@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod compaction;
 pub mod config;
 pub mod crd;
+pub mod crd_serving;
 pub mod cron;
 pub mod defaults;
 pub mod discovery;
@@ -129,6 +130,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     tokio::spawn(namespace_lifecycle::run(state.clone(), shutdown.clone()));
+    crd_serving::start(state.clone(), shutdown.clone()).await;
     tokio::spawn(security::feed_node_graph(state.clone(), shutdown.clone()));
     tracing::info!(%address, "keel-apiserver serving");
     if let Some(ready) = ready {

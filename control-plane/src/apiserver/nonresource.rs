@@ -57,7 +57,8 @@ pub async fn serve(
             discovery::api_resource_list(resources, group, version).ok_or_else(not_found)?
         }
         (["openapi", "v2"], _) => {
-            let (content_type, bytes) = state.openapi().v2_for(accept);
+            let docs = state.openapi();
+            let (content_type, bytes) = docs.v2_for(accept);
             return Ok(body::json_bytes(
                 StatusCode::OK,
                 Bytes::copy_from_slice(bytes),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use super::crd_serving;
 use super::objects::{self, collection_prefix, object_key};
 use super::resources::ResourceInfo;
 use super::service_rest;
@@ -44,6 +45,8 @@ impl ObjectRef<'_> {
 #[derive(Clone, Debug, Default)]
 pub struct WriteOptions {
     pub dry_run: bool,
+    /// `fieldValidation=Strict`: unknown fields of a custom resource are an error, not dropped.
+    pub strict_fields: bool,
 }
 
 /// A filter over objects (label and field selectors).
@@ -65,7 +68,10 @@ pub async fn get(state: &ApiState, at: ObjectRef<'_>) -> Result<Value, ApiError>
         .await
         .map_err(|e| ApiError::from_storage(e, &at.target()))?;
     match kv {
-        Some(kv) => objects::decode(&kv),
+        Some(kv) => objects::decode(&kv).map(|mut object| {
+            crd_serving::to_served_version(state, at.resource, &mut object);
+            object
+        }),
         None => Err(ApiError::not_found(&at.target())),
     }
 }
@@ -91,6 +97,7 @@ pub async fn list(
         if state.cache.wait_for(current, CACHE_CATCH_UP).await {
             let (items, revision) = state.cache.list(&prefix);
             let items = items.into_iter().filter(|o| filter(o)).collect();
+            let items = crd_serving::served_items(state, resource, items);
             return Ok(ListPage {
                 items,
                 revision,
@@ -104,7 +111,9 @@ pub async fn list(
             "watch cache behind storage; listing from storage"
         );
     }
-    list_pages(state, &prefix, filter, limit, continue_token).await
+    let mut page = list_pages(state, &prefix, filter, limit, continue_token).await?;
+    page.items = crd_serving::served_items(state, resource, std::mem::take(&mut page.items));
+    Ok(page)
 }
 
 async fn list_pages(
@@ -216,13 +225,16 @@ async fn create_claimed(
     options: &WriteOptions,
 ) -> Result<Value, ApiError> {
     strategy::default(resource, &mut object);
+    let custom_errors =
+        crd_serving::prepare_custom_resource(state, resource, &mut object, None, options)?;
     let name = objects::name(&object).to_string();
     let at = ObjectRef {
         resource,
         namespace,
         name: &name,
     };
-    let errors = strategy::validate(resource, &object, None);
+    let mut errors = strategy::validate(resource, &object, None);
+    errors.extend(custom_errors);
     if !errors.is_empty() {
         return Err(ApiError::invalid(&resource.kind, &at.target(), &errors));
     }
@@ -231,7 +243,10 @@ async fn create_claimed(
     }
     let kv = state
         .store
-        .create(&at.key(), objects::encode(&object)?)
+        .create(
+            &at.key(),
+            crd_serving::encode_for_storage(state, resource, &object)?,
+        )
         .await
         .map_err(|e| ApiError::from_storage(e, &at.target()))?;
     objects::set_resource_version(&mut object, kv.mod_revision);
@@ -319,10 +334,24 @@ where
         )
         .await?;
         strategy::default(at.resource, &mut wanted);
+        let custom_errors = match crd_serving::prepare_custom_resource(
+            state,
+            at.resource,
+            &mut wanted,
+            Some(&current),
+            options,
+        ) {
+            Ok(errors) => errors,
+            Err(error) => {
+                claim.revert(state).await;
+                return Err(error);
+            }
+        };
         // A binding sets spec.nodeName, which updates of the pod may not change: it is
         // checked as a whole pod.
         let old = (subresource != "binding").then_some(&current);
-        let errors = strategy::validate(at.resource, &wanted, old);
+        let mut errors = strategy::validate(at.resource, &wanted, old);
+        errors.extend(custom_errors);
         if !errors.is_empty() {
             claim.revert(state).await;
             return Err(ApiError::invalid(&at.resource.kind, &at.target(), &errors));
@@ -335,7 +364,7 @@ where
             claim.revert(state).await;
             return Ok(wanted);
         }
-        let encoded = match objects::encode(&wanted) {
+        let encoded = match crd_serving::encode_for_storage(state, at.resource, &wanted) {
             Ok(encoded) => encoded,
             Err(error) => {
                 claim.revert(state).await;
@@ -507,7 +536,11 @@ pub async fn delete(
                 let mut marked = marked;
                 match state
                     .store
-                    .update(&at.key(), objects::encode(&marked)?, revision)
+                    .update(
+                        &at.key(),
+                        crd_serving::encode_for_storage(state, at.resource, &marked)?,
+                        revision,
+                    )
                     .await
                 {
                     Ok(kv) => {
@@ -569,6 +602,7 @@ fn deletion_plan(
     options: &DeleteOptions,
 ) -> DeletionPlan {
     let mut finalizers = objects::finalizers(current);
+    crd_serving::add_deletion_finalizer(resource, current, &mut finalizers);
     let policy_finalizer = match options.propagation_policy.as_deref() {
         Some("Orphan") => Some("orphan"),
         Some("Foreground") => Some("foregroundDeletion"),

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use super::auth::{NodeGraph, Pki, TokenSigner};
 use super::catalog::Catalog;
 use super::config::Config;
-use super::openapi::{self, OpenApiDocs};
+use super::crd_serving::{OpenApiRef, ServedCrds};
 use super::service_allocation::ServiceAllocations;
 use super::watch_cache::WatchCache;
 use crate::storage::Store;
@@ -26,6 +26,7 @@ pub struct ApiState {
     /// Which Service ClusterIPs and NodePorts are taken.
     pub service_allocations: ServiceAllocations,
     catalog: RwLock<Arc<Catalog>>,
+    crds: RwLock<Arc<ServedCrds>>,
     node_graph: RwLock<NodeGraph>,
 }
 
@@ -44,6 +45,7 @@ impl ApiState {
             config,
             security,
             catalog: RwLock::new(Arc::new(catalog)),
+            crds: RwLock::new(Arc::new(ServedCrds::default())),
             node_graph: RwLock::new(NodeGraph::new()),
         }
     }
@@ -61,10 +63,19 @@ impl ApiState {
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
     }
 
-    /// The OpenAPI documents of the served resources (built-ins; CRD schemas join them when
-    /// CRDs are served).
-    pub fn openapi(&self) -> &'static OpenApiDocs {
-        openapi::builtin_openapi()
+    /// The OpenAPI documents of the served resources (the built-in ones while no CRD is served).
+    pub fn openapi(&self) -> OpenApiRef {
+        self.crds().openapi()
+    }
+
+    /// The custom resource types served now.
+    pub fn crds(&self) -> Arc<ServedCrds> {
+        self.crds.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swaps in the served custom resource types (the CRD controller does, with the catalog).
+    pub fn set_crds(&self, crds: ServedCrds) {
+        *self.crds.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(crds);
     }
 
     /// Which node may read what, for the Node authorizer.

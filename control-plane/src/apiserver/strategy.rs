@@ -23,6 +23,7 @@ const STATUS_CLEARED_ON_CREATE: &[(&str, &str)] = &[
     ("", "ResourceQuota"),
     ("policy", "PodDisruptionBudget"),
     ("certificates.k8s.io", "CertificateSigningRequest"),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"),
 ];
 
 pub fn has_status_subresource(resource: &ResourceInfo) -> bool {
@@ -128,15 +129,22 @@ pub fn prepare_for_update(
 /// Defaulting, as kube applies it to every write.
 pub fn default(resource: &ResourceInfo, object: &mut Value) {
     defaults::apply_defaults(&resource.group, &resource.version, &resource.kind, object);
+    if resource.group == "apiextensions.k8s.io" && resource.kind == "CustomResourceDefinition" {
+        super::crd::default_crd(object);
+    }
 }
 
 /// The field errors of a create (`old` None) or update.
 pub fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    validation::validate(
+    let mut errors = validation::validate(
         &resource.group,
         &resource.version,
         &resource.kind,
         object,
         old,
-    )
+    );
+    if resource.group == "apiextensions.k8s.io" && resource.kind == "CustomResourceDefinition" {
+        errors.extend(super::crd::validate_crd(object, old));
+    }
+    errors
 }

@@ -33,6 +33,9 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
 const WATCHER_BUFFER: usize = 256;
 
 struct Watcher {
+    state: Arc<ApiState>,
+    /// Ends the watch when its (custom) resource stops being served.
+    withdrawn: tokio_util::sync::CancellationToken,
     resource: ResourceInfo,
     /// The keys this watch covers (the live broadcast carries every resource's events).
     prefix: String,
@@ -64,6 +67,8 @@ pub async fn serve(
     let prefix = collection_prefix(resource, &info.namespace);
     let (out, lines) = mpsc::channel(WATCHER_BUFFER);
     let mut watcher = Watcher {
+        state: state.clone(),
+        withdrawn: state.crds().withdrawn(resource),
         resource: resource.clone(),
         prefix: prefix.clone(),
         selection,
@@ -140,6 +145,7 @@ impl Watcher {
         tokio::pin!(deadline);
         let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
         ticker.tick().await;
+        let withdrawn = self.withdrawn.clone();
         loop {
             tokio::select! {
                 received = live.recv() => match received {
@@ -160,6 +166,7 @@ impl Watcher {
                     }
                 }
                 _ = self.out.closed() => return,
+                _ = withdrawn.cancelled() => return,
                 _ = &mut deadline => return,
             }
         }
@@ -179,19 +186,24 @@ impl Watcher {
             EventType::Added | EventType::Deleted if now_matches => event.event_type,
             _ => return true,
         };
+        let served = self.state.crds().get(&self.resource);
+        let converted =
+            super::crd_serving::read_form(served.as_deref(), &self.resource, &event.object);
+        let object = converted.as_ref().unwrap_or(&event.object);
         let line = if self.wanted == Wanted::Table {
-            let table = super::table::to_table(
+            let table = super::crd_serving::to_table(
+                &self.state,
                 &self.resource,
-                std::slice::from_ref(&*event.object),
+                std::slice::from_ref(object),
                 super::table::IncludeObject::from_query(None),
                 chrono::Utc::now(),
                 json!({}),
             );
             event_line(event_type.as_str(), &table)
-        } else if event_type == event.event_type {
+        } else if event_type == event.event_type && converted.is_none() {
             event.wire_json().clone()
         } else {
-            event_line(event_type.as_str(), &event.object)
+            event_line(event_type.as_str(), object)
         };
         self.last_sent = self.last_sent.max(event.revision);
         self.out.send(line).await.is_ok()

@@ -6,6 +6,7 @@
 mod etcd_process;
 mod harness;
 mod kubectl_basics;
+mod kubectl_crd;
 mod kubectl_protobuf;
 mod kubectl_workflows;
 mod policy;

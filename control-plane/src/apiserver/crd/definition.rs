@@ -174,6 +174,34 @@ fn printer_column(col: &Value) -> PrinterColumn {
     }
 }
 
+// ---- defaulting ----
+
+/// kube's defaults of a CRD: `names.singular` (lowercased kind), `names.listKind`
+/// (`<kind>List`) and `conversion.strategy` (None).
+pub fn default_crd(crd: &mut Value) {
+    let (singular, list_kind) = (singular(crd), list_kind(crd));
+    let Some(spec) = crd.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(names) = spec.get_mut("names").and_then(Value::as_object_mut) {
+        let empty = |v: Option<&Value>| v.and_then(Value::as_str).is_none_or(str::is_empty);
+        if empty(names.get("singular")) && !singular.is_empty() {
+            names.insert("singular".into(), singular.into());
+        }
+        if empty(names.get("listKind")) && list_kind != "List" {
+            names.insert("listKind".into(), list_kind.into());
+        }
+    }
+    let conversion = spec
+        .entry("conversion")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(conversion) = conversion.as_object_mut() {
+        conversion
+            .entry("strategy")
+            .or_insert_with(|| "None".into());
+    }
+}
+
 // ---- validation ----
 
 fn required(field: &str) -> FieldError {
@@ -260,6 +288,42 @@ fn validate_group(crd: &Value, errs: &mut Vec<FieldError>) {
         ));
     } else if !is_dns1123_subdomain(group) {
         errs.push(invalid("spec.group", group, DNS1123_SUBDOMAIN_MSG));
+    }
+    validate_api_approval(crd, group, errs);
+}
+
+const APPROVAL_ANNOTATION: &str = "api-approved.kubernetes.io";
+
+/// Groups of the Kubernetes project (`k8s.io`, `kubernetes.io` and their subdomains) need the
+/// approval annotation: a URL, or a reason starting with "unapproved".
+fn validate_api_approval(crd: &Value, group: &str, errs: &mut Vec<FieldError>) {
+    let protected = ["k8s.io", "kubernetes.io"]
+        .iter()
+        .any(|d| group == *d || group.ends_with(&format!(".{d}")));
+    if !protected {
+        return;
+    }
+    let field = format!("metadata.annotations[{APPROVAL_ANNOTATION}]");
+    let annotation = crd
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(APPROVAL_ANNOTATION))
+        .and_then(Value::as_str);
+    match annotation {
+        None => errs.push(FieldError::new(
+            FieldErrorKind::Required,
+            field,
+            None,
+            "protected groups must have approval annotation \"api-approved.kubernetes.io\", see https://github.com/kubernetes/enhancements/pull/1111",
+        )),
+        Some(v)
+            if v.starts_with("unapproved")
+                || v.starts_with("https://")
+                || v.starts_with("http://") => {}
+        Some(v) => errs.push(invalid(
+            field,
+            v,
+            "protected groups must have approval annotation \"api-approved.kubernetes.io\" with either a URL or a reason starting with \"unapproved\", see https://github.com/kubernetes/enhancements/pull/1111",
+        )),
     }
 }
 

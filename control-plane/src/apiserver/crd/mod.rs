@@ -2,13 +2,15 @@
 //! (`definition`), the structural schema model (`schema`, `structural`), and what the server does
 //! to each custom resource: validation (`validate`), pruning (`prune`) and defaulting
 //! (`defaulting`). `CustomResourceType` bundles it all for one served version, with the scale
-//! subresource (`scale_from`, `apply_scale`).
+//! subresource (`scale_from`, `apply_scale`). `naming` decides which CRDs get their names and the
+//! status the server writes on them.
 //!
 //! CEL rules (`x-kubernetes-validations`) are accepted in schemas and not evaluated.
 
 pub mod defaulting;
 pub mod definition;
 mod formats;
+pub mod naming;
 pub mod prune;
 pub mod schema;
 pub mod structural;
@@ -21,7 +23,8 @@ use serde_json::{Map, Value, json};
 
 pub use defaulting::apply_schema_defaults;
 pub use definition::{
-    PrinterColumn, crd_status, printer_columns, served_resources, storage_version, validate_crd,
+    PrinterColumn, crd_status, default_crd, printer_columns, served_resources, storage_version,
+    validate_crd,
 };
 pub use prune::prune;
 pub use schema::{Schema, parse_schema};

@@ -758,3 +758,55 @@ fn garbage_crds_give_errors_not_panics() {
         Err(CrdError::Missing(_))
     ));
 }
+
+#[test]
+fn crd_defaults_names_and_conversion() {
+    let mut crd = serde_json::json!({"spec": {"group": "example.com",
+        "names": {"plural": "widgets", "kind": "Widget"}, "versions": []}});
+    super::default_crd(&mut crd);
+    assert_eq!(crd["spec"]["names"]["singular"], "widget");
+    assert_eq!(crd["spec"]["names"]["listKind"], "WidgetList");
+    assert_eq!(crd["spec"]["conversion"]["strategy"], "None");
+    let mut explicit = serde_json::json!({"spec": {"names": {"kind": "Widget", "singular": "wdg"},
+        "conversion": {"strategy": "Webhook"}}});
+    super::default_crd(&mut explicit);
+    assert_eq!(explicit["spec"]["names"]["singular"], "wdg");
+    assert_eq!(explicit["spec"]["conversion"]["strategy"], "Webhook");
+}
+
+#[test]
+fn protected_groups_need_the_approval_annotation() {
+    let crd = |group: &str, annotation: Option<&str>| {
+        let mut crd = serde_json::json!({
+            "metadata": {"name": format!("things.{group}")},
+            "spec": {"group": group, "scope": "Cluster",
+                "names": {"plural": "things", "kind": "Thing"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object"}}}]}});
+        if let Some(a) = annotation {
+            crd["metadata"]["annotations"] = serde_json::json!({"api-approved.kubernetes.io": a});
+        }
+        crd
+    };
+    let fields = |errs: Vec<crate::apiserver::field_errors::FieldError>| {
+        errs.into_iter().map(|e| e.to_string()).collect::<Vec<_>>()
+    };
+    let missing = fields(super::validate_crd(&crd("x.k8s.io", None), None));
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(
+        missing[0].starts_with("metadata.annotations[api-approved.kubernetes.io]: Required value")
+    );
+    let bad = fields(super::validate_crd(
+        &crd("kubernetes.io", Some("yes")),
+        None,
+    ));
+    assert!(bad[0].contains("Invalid value: \"yes\""), "{bad:?}");
+    for ok in [
+        "unapproved, testing",
+        "https://github.com/kubernetes/kubernetes/pull/1",
+    ] {
+        assert!(super::validate_crd(&crd("x.k8s.io", Some(ok)), None).is_empty());
+    }
+    assert!(super::validate_crd(&crd("example.com", None), None).is_empty());
+    assert!(super::validate_crd(&crd("notk8s.io", None), None).is_empty());
+}
