@@ -73,7 +73,9 @@ pub async fn serve(
             let cache = state.cache.clone();
             let bookmarks = query.allow_bookmarks();
             let timeout = query.timeout_seconds().map(Duration::from_secs);
+            let open = super::metrics::LongRunning::start(info);
             tokio::spawn(async move {
+                let _open = open;
                 for event in &subscription.initial {
                     if !watcher.send_event(event).await {
                         return;

@@ -4,4 +4,5 @@
 
 mod harness;
 mod kubectl_basics;
+mod metrics;
 mod policy;
