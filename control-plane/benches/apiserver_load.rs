@@ -550,7 +550,8 @@ impl Connection {
             Connection::Etcd(client) => {
                 let prefix = format!("/registry/configmaps/{namespace}/");
                 let options = etcd_client::GetOptions::new().with_prefix();
-                let response = client.get(prefix, Some(options)).await?;
+                let mut kv = client.kv_client().max_decoding_message_size(256 << 20);
+                let response = kv.get(prefix, Some(options)).await?;
                 Ok(response.kvs().len())
             }
         }

@@ -117,11 +117,16 @@ stop() {
     wait "$1" 2>/dev/null || true
 }
 
+FAILED=0
+# Runs the load generator; a failed run is reported and leaves "-" in its column.
 loadgen() {
     local out=$1
     shift
-    timeout "$RUN_TIMEOUT" "$LOADGEN" --rounds "$ROUNDS" --clients "$CLIENTS" --watchers "$WATCHERS" \
-        --objects "$OBJECTS" "$@" >"$out"
+    if ! timeout "$RUN_TIMEOUT" "$LOADGEN" --rounds "$ROUNDS" --clients "$CLIENTS" --watchers "$WATCHERS" \
+        --objects "$OBJECTS" "$@" >"$out"; then
+        echo "load generator failed for $out" >&2
+        FAILED=1
+    fi
 }
 
 log "embedded store"
@@ -181,3 +186,4 @@ row "write->event p99 ms ($WATCHERS watchers)" watch_p99_ms
 rss_row "RSS MB idle" idle
 rss_row "RSS MB at $OBJECTS objects" loaded
 rss_row "RSS MB with $WATCHERS watchers open" watching
+exit "$FAILED"
