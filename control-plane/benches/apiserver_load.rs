@@ -582,7 +582,7 @@ impl WatchStream {
         arrivals: Arc<Arrivals>,
     ) -> Result<Vec<(usize, Instant)>> {
         let mut seen = Vec::with_capacity(events);
-        let mut arrived = |index: usize, seen: &mut Vec<(usize, Instant)>| {
+        let arrived = |index: usize, seen: &mut Vec<(usize, Instant)>| {
             if index < events {
                 seen.push((index, Instant::now()));
                 arrivals.seen[index].fetch_add(1, Ordering::AcqRel);

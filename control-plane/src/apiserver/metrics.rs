@@ -46,9 +46,14 @@ const DURATION_LABELS: &[&str] = &[
     "component",
 ];
 
+/// The label values of one series, in the order of the metric's label names.
+type Labels = Box<[Box<str>]>;
+/// One series: its labels and its value.
+type Series<V> = (Labels, Arc<V>);
+
 /// Series of one metric, one per label set, registered on first sight.
 struct Family<V> {
-    series: RwLock<HashMap<u64, Vec<(Box<[Box<str>]>, Arc<V>)>>>,
+    series: RwLock<HashMap<u64, Vec<Series<V>>>>,
 }
 
 impl<V> Family<V> {
@@ -89,7 +94,7 @@ impl<V> Family<V> {
     }
 
     /// Every series, sorted by labels.
-    fn all(&self) -> Vec<(Box<[Box<str>]>, Arc<V>)> {
+    fn all(&self) -> Vec<Series<V>> {
         let series = self.series.read().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<_> = series.values().flatten().cloned().collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
