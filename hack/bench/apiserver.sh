@@ -69,9 +69,14 @@ log "building keel-apiserver and the load generator (release, $BENCH_TARGET_DIR)
     CARGO_TARGET_DIR=$BENCH_TARGET_DIR timeout 3600 cargo build --release -p keel-control-plane \
         --bin keel-apiserver --bench apiserver_load --message-format=json >"$WORK/build.json"
 )
-APISERVER=$BENCH_TARGET_DIR/release/keel-apiserver
-LOADGEN=$(jq -r 'select(.reason=="compiler-artifact" and .target.name=="apiserver_load") | .executable // empty' "$WORK/build.json" | tail -1)
-[[ -x $APISERVER && -x $LOADGEN ]] || { echo "build produced no binaries" >&2; exit 1; }
+BUILT_LOADGEN=$(jq -r 'select(.reason=="compiler-artifact" and .target.name=="apiserver_load") | .executable // empty' "$WORK/build.json" | tail -1)
+[[ -x $BENCH_TARGET_DIR/release/keel-apiserver && -x $BUILT_LOADGEN ]] || { echo "build produced no binaries" >&2; exit 1; }
+# Private copies: another build into the same target dir must not swap them mid-run.
+APISERVER=$WORK/keel-apiserver
+LOADGEN=$WORK/apiserver_load
+cp "$BENCH_TARGET_DIR/release/keel-apiserver" "$APISERVER"
+cp "$BUILT_LOADGEN" "$LOADGEN"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 ETCD_PID=""
 ETCD_URL=""
@@ -169,6 +174,7 @@ rss_row() {
 
 echo
 echo "keel-apiserver benchmark ($(nproc) cores; median of $ROUNDS write rounds; etcd alone driven by the etcd-client crate)"
+echo "load average (1/5/15 min) before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every figure)"
 printf '| %-44s | %18s | %22s | %12s |\n' "measure" "embedded" "etcd backend" "etcd alone"
 printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "$(printf -- '-%.0s' {1..20})" "$(printf -- '-%.0s' {1..24})" "$(printf -- '-%.0s' {1..14})"
 row "creates/s, 1 client" writes_1_per_s
