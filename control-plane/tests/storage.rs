@@ -223,6 +223,7 @@ fn embedded_watch_that_falls_behind_gets_lagged_and_ends() {
         let options = EmbeddedOptions {
             live_buffer: 4,
             watch_buffer: 8,
+            ..EmbeddedOptions::default()
         };
         let store = Store::Embedded(
             EmbeddedStore::open_with(dir.path(), options)

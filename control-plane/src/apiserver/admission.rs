@@ -44,7 +44,11 @@ async fn check_namespace_open(
         namespace: "",
         name: namespace,
     };
-    let ns = rest::get(state, at).await?;
+    // The watch cache answers as kube's namespace informer does; storage when it has not seen it.
+    let ns = match state.cache.get(&at.key()) {
+        Some(ns) => ns,
+        None => std::sync::Arc::new(rest::get(state, at).await?),
+    };
     if objects::is_deleting(&ns) {
         let target = Target::new(&resource.group, &resource.plural, objects::name(object));
         return Err(ApiError::forbidden_on(

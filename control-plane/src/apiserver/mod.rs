@@ -23,6 +23,7 @@ pub mod discovery;
 pub mod field_errors;
 pub mod handlers;
 pub mod kubernetes_service;
+pub mod metrics;
 pub mod names;
 pub mod namespace_lifecycle;
 pub mod nonresource;
@@ -92,6 +93,7 @@ pub async fn run(
     } else {
         Store::connect_etcd(&config.etcd_servers, &config.etcd_prefix).await?
     };
+    metrics::init();
     let cache = watch_cache::WatchCache::start(store.clone(), shutdown.clone()).await?;
     let address = SocketAddr::new(config.bind_address, config.secure_port);
     let listener = TcpListener::bind(address)

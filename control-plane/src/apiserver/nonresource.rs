@@ -1,6 +1,6 @@
 //! Requests that are not about stored objects: health (/healthz, /livez, /readyz), /version,
 //! discovery (/api, /apis, per group and group-version; aggregated when asked), OpenAPI v2/v3,
-//! and the service-account issuer documents.
+//! the service-account issuer documents and /metrics (rendered by `metrics`).
 
 use std::sync::Arc;
 
@@ -38,6 +38,13 @@ pub async fn serve(
     let document = match (parts.as_slice(), aggregated) {
         (["healthz" | "livez" | "readyz", ..], _) => return health(state).await,
         (["version"], _) => discovery::version_info(),
+        (["metrics"], _) => {
+            return Ok(body::json_bytes(
+                StatusCode::OK,
+                Bytes::from(super::metrics::render(&state.cache)),
+                "text/plain; version=0.0.4; charset=utf-8",
+            ));
+        }
         (["api"], Some(version)) => {
             return aggregated_response(discovery::aggregated_core(resources, version), version);
         }

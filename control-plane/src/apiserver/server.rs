@@ -96,35 +96,38 @@ async fn route(
     request: Request<Incoming>,
 ) -> Response<Body> {
     let started = std::time::Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let response = match answer(state, cert_user, request).await {
+    let (parts, incoming) = request.into_parts();
+    let query = Query::parse(parts.uri.query());
+    let info = RequestInfo::parse(parts.method.as_str(), parts.uri.path(), &query);
+    let response = match answer(state, cert_user, &parts, &query, &info, incoming).await {
         Ok(response) => response,
         Err(error) => body::error_response(&error),
     };
-    tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    let elapsed = started.elapsed();
+    super::metrics::observe_request(&info, response.status().as_u16(), elapsed);
+    tracing::debug!(method = %parts.method, path = %info.path, status = response.status().as_u16(), elapsed_us = elapsed.as_micros() as u64, "request");
     response
 }
 
 async fn answer(
     state: &Arc<ApiState>,
     cert_user: Option<&UserInfo>,
-    request: Request<Incoming>,
+    parts: &http::request::Parts,
+    query: &Query,
+    info: &RequestInfo,
+    incoming: Incoming,
 ) -> Result<Response<Body>, ApiError> {
-    let (parts, incoming) = request.into_parts();
-    let query = Query::parse(parts.uri.query());
-    let info = RequestInfo::parse(parts.method.as_str(), parts.uri.path(), &query);
     let user = super::authn::authenticate(state, cert_user, &parts.headers).await?;
-    super::authz::authorize(state, &user, &info).await?;
+    super::authz::authorize(state, &user, info).await?;
     if !info.is_resource_request {
         let bytes = body::read_limited(incoming, state.config.max_request_body_bytes).await?;
-        return nonresource::serve(state, &info, &parts.headers, &user, bytes).await;
+        return nonresource::serve(state, info, &parts.headers, &user, bytes).await;
     }
     let bytes = body::read_limited(incoming, state.config.max_request_body_bytes).await?;
     handlers::serve(ResourceRequest {
         state,
-        info: &info,
-        query: &query,
+        info,
+        query,
         headers: &parts.headers,
         body: bytes,
         user: &user,

@@ -14,8 +14,7 @@ use http::{Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::broadcast;
 
 use super::body::{Body, Wanted};
 use super::objects::collection_prefix;
@@ -29,19 +28,15 @@ use crate::storage::Revision;
 
 /// How often a watcher that allows bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
-/// Lines buffered per watcher before its sender waits for the client.
-const WATCHER_BUFFER: usize = 256;
 
+/// What one watcher wants to see, and how far it got.
 struct Watcher {
     state: Arc<ApiState>,
-    /// Ends the watch when its (custom) resource stops being served.
-    withdrawn: tokio_util::sync::CancellationToken,
     resource: ResourceInfo,
     /// The keys this watch covers (the live broadcast carries every resource's events).
     prefix: String,
     selection: Selection,
     wanted: Wanted,
-    out: mpsc::Sender<Bytes>,
     last_sent: Revision,
 }
 
@@ -65,56 +60,50 @@ pub async fn serve(
     };
     let initial_events_end = query.send_initial_events() && from.is_none();
     let prefix = collection_prefix(resource, &info.namespace);
-    let (out, lines) = mpsc::channel(WATCHER_BUFFER);
-    let mut watcher = Watcher {
+    let watcher = Watcher {
         state: state.clone(),
-        withdrawn: state.crds().withdrawn(resource),
         resource: resource.clone(),
         prefix: prefix.clone(),
         selection,
         wanted,
-        out,
         last_sent: from.unwrap_or(0),
     };
-    match state.cache.subscribe(&prefix, from) {
+    let lines = match state.cache.subscribe(&prefix, from) {
         Ok(subscription) => {
-            let cache = state.cache.clone();
-            let bookmarks = query.allow_bookmarks();
             let timeout = query.timeout_seconds().map(Duration::from_secs);
-            tokio::spawn(async move {
-                for event in &subscription.initial {
-                    if !watcher.send_event(event).await {
-                        return;
-                    }
-                }
-                if initial_events_end {
-                    let revision = subscription.after.max(watcher.last_sent);
-                    if !watcher.send_bookmark(revision, true).await {
-                        return;
-                    }
-                }
-                watcher.last_sent = watcher.last_sent.max(subscription.after);
-                watcher
-                    .follow(
-                        subscription.live,
-                        subscription.after,
-                        &cache,
-                        bookmarks,
-                        timeout,
-                    )
-                    .await;
-            });
+            let stream = WatchStream {
+                watcher,
+                initial: subscription.initial.into_iter(),
+                live: subscription.live,
+                after: subscription.after,
+                initial_events_end,
+                withdrawn: state.crds().withdrawn(resource),
+                cache: state.cache.clone(),
+                bookmarks: query.allow_bookmarks(),
+                ticker: None,
+                deadline: Box::pin(tokio::time::sleep(
+                    timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600)),
+                )),
+                _open: super::metrics::LongRunning::start(info),
+                phase: Phase::Initial,
+            };
+            futures::stream::unfold(stream, |mut stream| async move {
+                let line = stream.next_line().await?;
+                Some((line, stream))
+            })
+            .boxed()
         }
         Err(CacheError::TooOld { requested, oldest }) => {
             let error = ApiError::gone(format!("too old resource version: {requested} ({oldest})"));
             let line = event_line("ERROR", &error.to_status());
-            let _ = watcher.out.try_send(line);
+            futures::stream::once(async move { line }).boxed()
         }
         Err(CacheError::Storage(error)) => {
             return Err(ApiError::from_storage(error, &Default::default()));
         }
-    }
-    let stream = ReceiverStream::new(lines).map(|line| Ok::<_, Infallible>(Frame::data(line)));
+    };
+    let stream = ExclusiveStream(std::sync::Mutex::new(lines))
+        .map(|line| Ok::<_, Infallible>(Frame::data(line)));
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(
@@ -122,6 +111,116 @@ pub async fn serve(
         http::HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+/// A stream only ever polled through `&mut`, which makes it `Sync` (the response body type
+/// asks for it) without a lock being taken: `Mutex::get_mut` is free.
+struct ExclusiveStream(std::sync::Mutex<futures::stream::BoxStream<'static, Bytes>>);
+
+impl futures::Stream for ExclusiveStream {
+    type Item = Bytes;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Bytes>> {
+        let inner = self
+            .get_mut()
+            .0
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        inner.as_mut().poll_next(cx)
+    }
+}
+
+/// Where a watch stream is.
+enum Phase {
+    /// Sending the subscription's initial events.
+    Initial,
+    /// Following live events.
+    Live,
+}
+
+/// The body of a watch response, polled by the connection itself: no task or queue of its
+/// own between the cache's broadcast and the client.
+struct WatchStream {
+    watcher: Watcher,
+    initial: std::vec::IntoIter<Arc<CachedEvent>>,
+    live: broadcast::Receiver<Arc<CachedEvent>>,
+    /// Live events at or below this revision were covered by the initial events.
+    after: Revision,
+    initial_events_end: bool,
+    /// Ends the watch when its (custom) resource stops being served.
+    withdrawn: tokio_util::sync::CancellationToken,
+    cache: super::watch_cache::WatchCache,
+    bookmarks: bool,
+    /// Started with the live phase.
+    ticker: Option<tokio::time::Interval>,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    _open: super::metrics::LongRunning,
+    phase: Phase,
+}
+
+impl WatchStream {
+    /// The next line for the client; None ends the watch (timeout, lag or cache reset: the
+    /// client resumes from its last resourceVersion).
+    async fn next_line(&mut self) -> Option<Bytes> {
+        loop {
+            match self.phase {
+                Phase::Initial => {
+                    if let Some(event) = self.initial.next() {
+                        if let Some(line) = self.watcher.render_event(&event) {
+                            return Some(line);
+                        }
+                        continue;
+                    }
+                    self.phase = Phase::Live;
+                    let mut ticker = tokio::time::interval_at(
+                        tokio::time::Instant::now() + BOOKMARK_INTERVAL,
+                        BOOKMARK_INTERVAL,
+                    );
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    self.ticker = Some(ticker);
+                    let end_marker = self.initial_events_end.then(|| {
+                        let revision = self.after.max(self.watcher.last_sent);
+                        self.watcher.bookmark(revision, true)
+                    });
+                    self.watcher.last_sent = self.watcher.last_sent.max(self.after);
+                    if end_marker.is_some() {
+                        return end_marker;
+                    }
+                }
+                Phase::Live => {
+                    let ticker = self.ticker.as_mut()?;
+                    let withdrawn = self.withdrawn.clone();
+                    tokio::select! {
+                        received = self.live.recv() => match received {
+                            Ok(event)
+                                if event.revision <= self.after
+                                    || !event.key.starts_with(&self.watcher.prefix) => {}
+                            Ok(event) => {
+                                if let Some(line) = self.watcher.render_event(&event) {
+                                    return Some(line);
+                                }
+                            }
+                            Err(_) => return None,
+                        },
+                        _ = ticker.tick(), if self.bookmarks => {
+                            let seen = self.cache.revision();
+                            let revision = if self.live.is_empty() {
+                                seen.max(self.watcher.last_sent)
+                            } else {
+                                self.watcher.last_sent
+                            };
+                            return Some(self.watcher.bookmark(revision, false));
+                        }
+                        _ = withdrawn.cancelled() => return None,
+                        _ = &mut self.deadline => return None,
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn event_line(event_type: &str, object: &Value) -> Bytes {
@@ -132,48 +231,9 @@ fn event_line(event_type: &str, object: &Value) -> Bytes {
 }
 
 impl Watcher {
-    /// Forwards live events until the client leaves, the timeout passes or the cache resets.
-    async fn follow(
-        &mut self,
-        mut live: broadcast::Receiver<Arc<CachedEvent>>,
-        after: Revision,
-        cache: &super::watch_cache::WatchCache,
-        bookmarks: bool,
-        timeout: Option<Duration>,
-    ) {
-        let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600)));
-        tokio::pin!(deadline);
-        let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
-        ticker.tick().await;
-        let withdrawn = self.withdrawn.clone();
-        loop {
-            tokio::select! {
-                received = live.recv() => match received {
-                    Ok(event) if event.revision <= after || !event.key.starts_with(&self.prefix) => {}
-                    Ok(event) => {
-                        if !self.send_event(&event).await {
-                            return;
-                        }
-                    }
-                    // Lagged or closed: end the watch; the client resumes from its last resourceVersion.
-                    Err(_) => return,
-                },
-                _ = ticker.tick(), if bookmarks => {
-                    let seen = cache.revision();
-                    let revision = if live.is_empty() { seen.max(self.last_sent) } else { self.last_sent };
-                    if !self.send_bookmark(revision, false).await {
-                        return;
-                    }
-                }
-                _ = self.out.closed() => return,
-                _ = withdrawn.cancelled() => return,
-                _ = &mut deadline => return,
-            }
-        }
-    }
-
-    /// Sends one event as this watcher's selection sees it; false when the client is gone.
-    async fn send_event(&mut self, event: &CachedEvent) -> bool {
+    /// The line for one event as this watcher's selection sees it; None when it does not
+    /// concern the watcher.
+    fn render_event(&mut self, event: &CachedEvent) -> Option<Bytes> {
         let now_matches = self.selection.matches(&event.object);
         let before_matches = event
             .prev
@@ -184,7 +244,7 @@ impl Watcher {
             EventType::Modified if now_matches => EventType::Added,
             EventType::Modified if before_matches => EventType::Deleted,
             EventType::Added | EventType::Deleted if now_matches => event.event_type,
-            _ => return true,
+            _ => return None,
         };
         let served = self.state.crds().get(&self.resource);
         let converted =
@@ -206,16 +266,16 @@ impl Watcher {
             event_line(event_type.as_str(), object)
         };
         self.last_sent = self.last_sent.max(event.revision);
-        self.out.send(line).await.is_ok()
+        Some(line)
     }
 
-    async fn send_bookmark(&mut self, revision: Revision, initial_events_end: bool) -> bool {
+    fn bookmark(&mut self, revision: Revision, initial_events_end: bool) -> Bytes {
         let mut metadata = json!({"resourceVersion": revision.to_string()});
         if initial_events_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let object = json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata});
         self.last_sent = self.last_sent.max(revision);
-        self.out.send(event_line("BOOKMARK", &object)).await.is_ok()
+        event_line("BOOKMARK", &object)
     }
 }

@@ -174,6 +174,32 @@ impl WatchCache {
         self.read().objects.get(key).cloned()
     }
 
+    /// Calls `f` with every key, in order (for counting; `f` runs under the read lock).
+    pub fn for_each_key(&self, mut f: impl FnMut(&str)) {
+        for key in self.read().objects.keys() {
+            f(key);
+        }
+    }
+
+    /// A cache with no objects and no feeder, for unit tests of its readers.
+    #[cfg(test)]
+    pub fn empty_for_tests() -> WatchCache {
+        let (events, _) = broadcast::channel(1);
+        let (progress, _) = watch::channel(0);
+        WatchCache {
+            inner: Arc::new(Inner {
+                state: RwLock::new(State {
+                    objects: BTreeMap::new(),
+                    history: VecDeque::new(),
+                    history_floor: 0,
+                    revision: 0,
+                    events,
+                }),
+                progress,
+            }),
+        }
+    }
+
     /// Every object under `prefix`, in key order, and the revision of the snapshot.
     pub fn list(&self, prefix: &str) -> (Vec<Arc<Value>>, Revision) {
         let state = self.read();

@@ -30,6 +30,7 @@
 
 mod embedded;
 mod etcd;
+pub mod latency;
 
 use std::path::Path;
 
@@ -131,13 +132,17 @@ pub enum Store {
     Etcd(EtcdStore),
 }
 
+/// Runs the operation on the backend and records its latency (`latency::operation_latency`).
 macro_rules! dispatch {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
+    ($operation:ident, $self:ident, $s:ident => $e:expr) => {{
+        let started = std::time::Instant::now();
+        let result = match $self {
             Store::Embedded($s) => $e,
             Store::Etcd($s) => $e,
-        }
-    };
+        };
+        latency::operation_latency(latency::Operation::$operation).observe(started.elapsed());
+        result
+    }};
 }
 
 impl Store {
@@ -152,7 +157,7 @@ impl Store {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        dispatch!(self, s => s.get(key).await)
+        dispatch!(Get, self, s => s.get(key).await)
     }
 
     pub async fn list(
@@ -162,11 +167,11 @@ impl Store {
         limit: usize,
         at_revision: Option<Revision>,
     ) -> Result<ListResult> {
-        dispatch!(self, s => s.list(prefix, start_after, limit, at_revision).await)
+        dispatch!(List, self, s => s.list(prefix, start_after, limit, at_revision).await)
     }
 
     pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
-        dispatch!(self, s => s.create(key, value).await)
+        dispatch!(Create, self, s => s.create(key, value).await)
     }
 
     pub async fn update(
@@ -175,7 +180,7 @@ impl Store {
         value: Vec<u8>,
         expected_mod_revision: Revision,
     ) -> Result<KeyValue> {
-        dispatch!(self, s => s.update(key, value, expected_mod_revision).await)
+        dispatch!(Update, self, s => s.update(key, value, expected_mod_revision).await)
     }
 
     pub async fn delete(
@@ -183,22 +188,22 @@ impl Store {
         key: &str,
         expected_mod_revision: Option<Revision>,
     ) -> Result<KeyValue> {
-        dispatch!(self, s => s.delete(key, expected_mod_revision).await)
+        dispatch!(Delete, self, s => s.delete(key, expected_mod_revision).await)
     }
 
     pub async fn watch(&self, prefix: &str, after_revision: Revision) -> Result<WatchStream> {
-        dispatch!(self, s => s.watch(prefix, after_revision).await)
+        dispatch!(Watch, self, s => s.watch(prefix, after_revision).await)
     }
 
     pub async fn compact(&self, revision: Revision) -> Result<()> {
-        dispatch!(self, s => s.compact(revision).await)
+        dispatch!(Compact, self, s => s.compact(revision).await)
     }
 
     pub async fn current_revision(&self) -> Result<Revision> {
-        dispatch!(self, s => s.current_revision().await)
+        dispatch!(CurrentRevision, self, s => s.current_revision().await)
     }
 
     pub async fn count(&self, prefix: &str) -> Result<u64> {
-        dispatch!(self, s => s.count(prefix).await)
+        dispatch!(Count, self, s => s.count(prefix).await)
     }
 }

@@ -9,6 +9,7 @@ mod kubectl_basics;
 mod kubectl_crd;
 mod kubectl_protobuf;
 mod kubectl_workflows;
+mod metrics;
 mod policy;
 mod scheduling;
 mod services;

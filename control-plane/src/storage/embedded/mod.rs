@@ -27,6 +27,10 @@ pub struct EmbeddedOptions {
     pub live_buffer: usize,
     /// Events buffered in each watch stream before its task waits for the consumer.
     pub watch_buffer: usize,
+    /// redb's page cache. Pages not in it are read from the OS page cache, so a small one
+    /// costs a syscall per miss; redb's default (1 GiB) would instead grow the RSS with the
+    /// database.
+    pub cache_bytes: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -34,6 +38,7 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             live_buffer: 4096,
             watch_buffer: 256,
+            cache_bytes: 32 << 20,
         }
     }
 }
@@ -231,8 +236,10 @@ fn open_blocking(dir: &Path, options: EmbeddedOptions) -> Result<EmbeddedStore> 
     })?;
     let file = dir.join("store.redb");
     let path = file.display().to_string();
-    let db =
-        Database::create(&file).map_err(|e| schema::db_error(&path, "opening the database", e))?;
+    let db = Database::builder()
+        .set_cache_size(options.cache_bytes)
+        .create(&file)
+        .map_err(|e| schema::db_error(&path, "opening the database", e))?;
     create_tables(&db).map_err(|e| schema::db_error(&path, "creating tables", e))?;
     let db = Arc::new(db);
     let (requests, receiver) = mpsc::unbounded_channel();

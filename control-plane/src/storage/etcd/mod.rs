@@ -28,6 +28,9 @@ use crate::storage::{Error, KeyValue, ListResult, Result, Revision, WatchStream}
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a request keeps being retried while etcd is unavailable.
 const RETRY_FOR: Duration = Duration::from_secs(15);
+/// Largest list answer accepted from etcd: a whole-store list (the watch cache's) is far above
+/// gRPC's 4 MiB default.
+const MAX_LIST_RESPONSE_BYTES: usize = 1 << 30;
 
 /// A handle on an etcd cluster; clones share the connections.
 #[derive(Clone)]
@@ -103,7 +106,11 @@ impl EtcdStore {
         }
         let result = self
             .retry("list", || {
-                let mut kv = self.client.kv_client();
+                // A whole-store list (the watch cache's) can be far above gRPC's 4 MiB default.
+                let mut kv = self
+                    .client
+                    .kv_client()
+                    .max_decoding_message_size(MAX_LIST_RESPONSE_BYTES);
                 let (start, options) = (start.clone(), options.clone());
                 async move { kv.get(start, Some(options)).await }
             })
