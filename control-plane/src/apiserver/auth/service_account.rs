@@ -51,6 +51,8 @@ pub struct KubernetesClaim {
     pub pod: Option<ObjectRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<ObjectRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<ObjectRef>,
 }
 
 /// The claims of a service account token.
@@ -92,7 +94,9 @@ pub struct TokenRequest {
     /// Issue time, unix seconds.
     pub now: i64,
     pub pod: Option<ObjectRef>,
+    /// The pod's node (pod-bound tokens), or the node a token is bound to.
     pub node: Option<ObjectRef>,
+    pub secret: Option<ObjectRef>,
 }
 
 /// A token whose signature, time window and audience were checked.
@@ -125,7 +129,9 @@ impl VerifiedToken {
         }
         if let Some(node) = &k.node {
             extra(EXTRA_NODE_NAME, &node.name);
-            extra(EXTRA_NODE_UID, &node.uid);
+            if !node.uid.is_empty() {
+                extra(EXTRA_NODE_UID, &node.uid);
+            }
         }
         extra(EXTRA_CREDENTIAL_ID, &format!("JTI={}", self.claims.jti));
         user
@@ -191,6 +197,7 @@ impl TokenSigner {
                 serviceaccount: req.service_account.clone(),
                 pod: req.pod.clone(),
                 node: req.node.clone(),
+                secret: req.secret.clone(),
             },
         };
         self.sign(&claims)
@@ -345,6 +352,7 @@ mod tests {
                 uid: "pod-uid".into(),
             }),
             node: None,
+            secret: None,
         }
     }
 
