@@ -446,12 +446,14 @@ pub fn check_binding_write(
 ) -> Result<(), String> {
     let kind = role_ref["kind"].as_str().unwrap_or_default();
     let name = role_ref["name"].as_str().unwrap_or_default();
-    let (resource, role_ns) = if kind == "Role" {
-        ("roles", namespace)
+    let resource = if kind == "Role" {
+        "roles"
     } else {
-        ("clusterroles", "")
+        "clusterroles"
     };
-    let attrs = Attributes::resource(user, "bind", GROUP, resource, role_ns, name);
+    // As in kube, `bind` is asked in the binding's namespace, so a Role there may grant
+    // binding a ClusterRole by name.
+    let attrs = Attributes::resource(user, "bind", GROUP, resource, namespace, name);
     if authorize(&attrs, objects).allowed() || user.in_group(MASTERS) {
         return Ok(());
     }
