@@ -380,12 +380,13 @@ fn token_requests_whoami_and_token_reviews() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("Unauthorized"));
 
     // Bad input.
-    let error = request_token(&api, "builder", json!({ "expirationSeconds": 599 })).unwrap_err();
+    let error = request_token(&api, "builder", json!({ "expirationSeconds": 599 }))
+        .expect_err("the request must fail");
     assert!(
         error.contains("spec.expirationSeconds: Invalid value: 599: may not specify a duration less than 10 minutes"),
         "{error}"
     );
-    let error = request_token(&api, "nobody", json!({})).unwrap_err();
+    let error = request_token(&api, "nobody", json!({})).expect_err("the request must fail");
     assert!(
         error.contains("serviceaccounts \"nobody\" not found"),
         "{error}"
@@ -395,7 +396,7 @@ fn token_requests_whoami_and_token_reviews() {
         "builder",
         json!({ "boundObjectRef": { "apiVersion": "v1", "kind": "ConfigMap", "name": "x" } }),
     )
-    .unwrap_err();
+    .expect_err("the request must fail");
     assert!(
         error.contains("cannot bind token to object of type /v1, Kind=ConfigMap"),
         "{error}"
@@ -414,7 +415,7 @@ fn token_requests_whoami_and_token_reviews() {
         "builder",
         json!({ "boundObjectRef": { "apiVersion": "v1", "kind": "Pod", "name": "web", "uid": "not-the-uid" } }),
     )
-    .unwrap_err();
+    .expect_err("the request must fail");
     assert!(
         error.contains("does not match the UID in record"),
         "{error}"
@@ -425,7 +426,7 @@ fn token_requests_whoami_and_token_reviews() {
         "other",
         json!({ "boundObjectRef": { "apiVersion": "v1", "kind": "Pod", "name": "web" } }),
     )
-    .unwrap_err();
+    .expect_err("the request must fail");
     assert!(error.contains("different serviceaccount name"), "{error}");
     let bound = request_token(
         &api,
@@ -540,7 +541,7 @@ fn token_requests_whoami_and_token_reviews() {
         "/apis/authentication.k8s.io/v1/tokenreviews",
         &json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {} }),
     )
-    .unwrap_err();
+    .expect_err("the request must fail");
     assert!(
         error.contains("token is required for TokenReview"),
         "{error}"
@@ -870,7 +871,7 @@ fn node_restriction_and_node_authorizer() {
             .as_str()
             .is_some_and(|t| t.len() > 20)
     );
-    let error = token_for("p2").unwrap_err();
+    let error = token_for("p2").expect_err("the request must fail");
     assert!(
         error.contains("node requested token bound to a pod scheduled on a different node"),
         "{error}"
@@ -881,7 +882,7 @@ fn node_restriction_and_node_authorizer() {
         "/api/v1/namespaces/default/serviceaccounts/app/token",
         &json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {} }),
     )
-    .unwrap_err();
+    .expect_err("the request must fail");
     assert!(
         unbound.contains("node requested token not bound to a pod"),
         "{unbound}"
