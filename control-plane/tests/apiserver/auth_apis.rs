@@ -840,8 +840,28 @@ fn node_restriction_and_node_authorizer() {
         ("secret", "unreferenced"),
     ] {
         let stderr = stderr_of(&run(&["get", kind, name, "-n", "default"], None));
-        assert!(stderr.contains("forbidden"), "{kind} {name}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{kind}s \"{name}\" is forbidden: User \"system:node:n1\" cannot get resource \"{kind}s\" in API group \"\" in the namespace \"default\": no relationship found between node 'n1' and this object"
+            )),
+            "{kind} {name}: {stderr}"
+        );
     }
+    let eviction = |pod_name: &str| {
+        let body = json!({ "apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": { "name": pod_name, "namespace": "default" } });
+        raw_post(
+            &api,
+            &n1,
+            &format!("/api/v1/namespaces/default/pods/{pod_name}/eviction"),
+            &body,
+        )
+    };
+    let error = eviction("p2").expect_err("n1 may not evict another node's pod");
+    assert!(
+        error.contains("node \"n1\" can only evict pods with spec.nodeName set to itself"),
+        "{error}"
+    );
     let stderr = stderr_of(&run(&["get", "secrets", "-n", "default"], None));
     assert!(
         stderr.contains("cannot list resource \"secrets\""),

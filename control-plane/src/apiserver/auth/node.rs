@@ -255,6 +255,52 @@ pub fn authorize(attrs: &Attributes, graph: &NodeGraph) -> Decision {
     }
 }
 
+/// Why the Node authorizer had no opinion on a node's request for a graph-gated object (kube
+/// appends this to the 403), or `None` when it has nothing to say (not a node, not a graph
+/// resource, or allowed).
+pub fn no_opinion_reason(attrs: &Attributes, graph: &NodeGraph) -> Option<String> {
+    let node = attrs.user.node_name()?;
+    if !attrs.resource_request || !attrs.api_group.is_empty() {
+        return None;
+    }
+    let kind = GraphKind::from_resource(&attrs.resource)?;
+    if authorize(attrs, graph).allowed() {
+        return None;
+    }
+    let reason = match kind {
+        GraphKind::ServiceAccount if attrs.verb != "create" || attrs.name.is_empty() => {
+            "can only create tokens for individual service accounts"
+        }
+        GraphKind::ServiceAccount if attrs.subresource != "token" => {
+            "can only create token subresource of serviceaccount"
+        }
+        GraphKind::Secret | GraphKind::ConfigMap if !READ_VERBS.contains(&attrs.verb.as_str()) => {
+            "can only read resources of this type"
+        }
+        GraphKind::Secret | GraphKind::ConfigMap if !attrs.subresource.is_empty() => {
+            "cannot read subresource"
+        }
+        GraphKind::Secret | GraphKind::ConfigMap if attrs.namespace.is_empty() => {
+            "can only read namespaced object of this type"
+        }
+        GraphKind::PersistentVolume | GraphKind::PersistentVolumeClaim if attrs.verb != "get" => {
+            "can only get individual resources of this type"
+        }
+        GraphKind::PersistentVolume | GraphKind::PersistentVolumeClaim
+            if !attrs.subresource.is_empty() =>
+        {
+            "cannot get subresource"
+        }
+        _ if attrs.name.is_empty() => "No Object name found",
+        _ => {
+            return Some(format!(
+                "no relationship found between node '{node}' and this object"
+            ));
+        }
+    };
+    Some(reason.to_string())
+}
+
 fn graph_read(attrs: &Attributes, graph: &NodeGraph, node: &str) -> Decision {
     let Some(kind) = GraphKind::from_resource(&attrs.resource) else {
         return Decision::NoOpinion;
@@ -706,6 +752,32 @@ mod tests {
             get(&user, "secrets", "default", "secret-a"),
             Decision::NoOpinion
         );
+    }
+
+    #[test]
+    fn reasons_for_refused_node_reads() {
+        let a = node_user("node-a");
+        let g = graph();
+        let reason = |verb: &str, resource: &str, ns: &str, name: &str| {
+            no_opinion_reason(&Attributes::resource(&a, verb, "", resource, ns, name), &g)
+        };
+        assert_eq!(
+            reason("get", "secrets", "default", "secret-b").as_deref(),
+            Some("no relationship found between node 'node-a' and this object")
+        );
+        assert_eq!(reason("get", "secrets", "default", "secret-a"), None);
+        assert_eq!(
+            reason("list", "secrets", "default", "").as_deref(),
+            Some("No Object name found")
+        );
+        assert_eq!(
+            reason("delete", "configmaps", "default", "x").as_deref(),
+            Some("can only read resources of this type")
+        );
+        assert_eq!(reason("get", "pods", "default", "x"), None);
+        let alice = UserInfo::authenticated("alice", vec![]);
+        let attrs = Attributes::resource(&alice, "get", "", "secrets", "default", "secret-b");
+        assert_eq!(no_opinion_reason(&attrs, &g), None);
     }
 
     #[test]
