@@ -25,6 +25,12 @@ pub const DEFAULT_TOKEN_SECONDS: i64 = 3600;
 pub const MIN_TOKEN_SECONDS: i64 = 600;
 /// Longest lifetime a TokenRequest may ask for: 2^32 seconds.
 pub const MAX_TOKEN_SECONDS: i64 = 1 << 32;
+/// The lifetime kubelets ask for their pods' projected tokens; kube-apiserver (with its default
+/// `--service-account-extend-token-expiration`) then issues them for a year with a `warnafter`
+/// claim, so old clients that never reload their token keep working.
+pub const KUBELET_TOKEN_SECONDS: i64 = 3607;
+/// The lifetime such a kubelet token gets: one year.
+pub const EXTENDED_TOKEN_SECONDS: i64 = 365 * 24 * 60 * 60;
 
 const AUTHENTICATION: &str = "authentication.k8s.io";
 const AUTHORIZATION: &str = "authorization.k8s.io";
@@ -322,6 +328,14 @@ pub async fn token_request(
     let service_account = rest::get(request.state, at).await?;
     let bound = bound_objects(request, at, &token_request["spec"]["boundObjectRef"]).await?;
     let now = chrono::Utc::now().timestamp();
+    let extend = bound.pod.is_some()
+        && expiration == KUBELET_TOKEN_SECONDS
+        && audiences.iter().all(|a| a == signer.issuer());
+    let (lifetime, warn_after_seconds) = if extend {
+        (EXTENDED_TOKEN_SECONDS, Some(expiration))
+    } else {
+        (expiration, None)
+    };
     let issue = TokenRequest {
         namespace: at.namespace.to_string(),
         service_account: ClaimRef {
@@ -329,11 +343,12 @@ pub async fn token_request(
             uid: objects::uid(&service_account).to_string(),
         },
         audiences,
-        expiration_seconds: expiration,
+        expiration_seconds: lifetime,
         now,
         pod: bound.pod,
         node: bound.node,
         secret: bound.secret,
+        warn_after_seconds,
     };
     let token = signer
         .issue(&issue)

@@ -269,6 +269,16 @@ fn request_token(api: &TestApiserver, account: &str, spec: Value) -> Result<Valu
     )
 }
 
+/// The claims of a JWT (not verified: the server verified it).
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
 fn pod(name: &str, node: &str, account: &str, secret: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -471,6 +481,39 @@ fn token_requests_whoami_and_token_reviews() {
         json!({ "boundObjectRef": { "apiVersion": "v1", "kind": "Pod", "name": "web" } }),
     )
     .expect("pod-bound token for the apiserver");
+    // A kubelet's projected token (3607 s, pod-bound, the apiserver's audience) lives a year,
+    // with `warnafter` at the requested lifetime; the status reports the requested lifetime.
+    let kubelet_token = request_token(
+        &api,
+        "builder",
+        json!({ "expirationSeconds": 3607, "boundObjectRef": { "apiVersion": "v1", "kind": "Pod", "name": "web" } }),
+    )
+    .expect("kubelet-style token");
+    let claims = jwt_claims(kubelet_token["status"]["token"].as_str().expect("token"));
+    let issued_at = claims["iat"].as_i64().expect("iat");
+    assert_eq!(
+        claims["exp"].as_i64(),
+        Some(issued_at + 365 * 24 * 3600),
+        "{claims}"
+    );
+    assert_eq!(
+        claims["kubernetes.io"]["warnafter"].as_i64(),
+        Some(issued_at + 3607),
+        "{claims}"
+    );
+    let reported = chrono::DateTime::parse_from_rfc3339(
+        kubelet_token["status"]["expirationTimestamp"]
+            .as_str()
+            .expect("expirationTimestamp"),
+    )
+    .expect("RFC 3339 expiration");
+    assert_eq!(reported.timestamp(), issued_at + 3607);
+    let plain = jwt_claims(bound["status"]["token"].as_str().expect("token"));
+    assert_eq!(
+        plain["exp"].as_i64(),
+        Some(plain["iat"].as_i64().expect("iat") + 600)
+    );
+    assert!(plain["kubernetes.io"].get("warnafter").is_none(), "{plain}");
     let pod_config = kubeconfig_for_token(
         &api,
         "builder-web",

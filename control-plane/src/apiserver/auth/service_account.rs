@@ -53,6 +53,10 @@ pub struct KubernetesClaim {
     pub node: Option<ObjectRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<ObjectRef>,
+    /// For a kubelet's pod-bound token whose lifetime the server extended: when the token
+    /// would have expired (unix seconds); using it later is still accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warnafter: Option<i64>,
 }
 
 /// The claims of a service account token.
@@ -97,6 +101,8 @@ pub struct TokenRequest {
     /// The pod's node (pod-bound tokens), or the node a token is bound to.
     pub node: Option<ObjectRef>,
     pub secret: Option<ObjectRef>,
+    /// Seconds after `now` for the `warnafter` claim of an extended token.
+    pub warn_after_seconds: Option<i64>,
 }
 
 /// A token whose signature, time window and audience were checked.
@@ -198,6 +204,7 @@ impl TokenSigner {
                 pod: req.pod.clone(),
                 node: req.node.clone(),
                 secret: req.secret.clone(),
+                warnafter: req.warn_after_seconds.map(|s| req.now.saturating_add(s)),
             },
         };
         self.sign(&claims)
@@ -353,6 +360,7 @@ mod tests {
             }),
             node: None,
             secret: None,
+            warn_after_seconds: None,
         }
     }
 
