@@ -235,6 +235,16 @@ fn can_i_rules_and_subject_access_reviews() {
         "{stderr}"
     );
     let empty = json!({ "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {} });
+    let healthz = json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": { "nonResourceAttributes": { "verb": "get", "path": "/healthz" } }
+    });
+    assert_eq!(create(&api, &alice, &healthz)["status"]["allowed"], true);
+    let metrics = json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": { "nonResourceAttributes": { "verb": "get", "path": "/metrics" } }
+    });
+    assert_eq!(create(&api, &alice, &metrics)["status"]["allowed"], false);
     let stderr = create_fails(&api, &alice, &empty);
     assert!(
         stderr.contains(
@@ -916,6 +926,50 @@ fn node_restriction_and_node_authorizer() {
         "{stderr}"
     );
 
+    // Mirror pods: bound to and owned by itself, referencing nothing secret.
+    let n1_uid = uid_of(&api, &["node", "n1"]);
+    let mirror = |name: &str, owner_uid: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": name, "namespace": "default",
+                "annotations": { "kubernetes.io/config.mirror": "hash" },
+                "ownerReferences": [{ "apiVersion": "v1", "kind": "Node", "name": "n1", "uid": owner_uid, "controller": true }] },
+            "spec": { "nodeName": "n1", "containers": [{ "name": "c", "image": "registry.k8s.io/pause:3.10" }] }
+        })
+    };
+    succeeds(
+        &run(&["create", "-f", "-"], Some(&mirror("static-n1", &n1_uid))),
+        "n1 creates its mirror pod",
+    );
+    let stderr = stderr_of(&run(
+        &["create", "-f", "-"],
+        Some(&mirror("static-x", "wrong")),
+    ));
+    assert!(stderr.contains("UID mismatch"), "{stderr}");
+    let stderr = stderr_of(&run(
+        &["create", "-f", "-"],
+        Some(&pod("plain", "n1", "app", "s1")),
+    ));
+    assert!(
+        stderr.contains("pod does not have \"kubernetes.io/config.mirror\" annotation, node \"n1\" can only create mirror pods"),
+        "{stderr}"
+    );
+    succeeds(
+        &run(
+            &[
+                "delete",
+                "pod",
+                "static-n1",
+                "-n",
+                "default",
+                "--grace-period=0",
+                "--force",
+            ],
+            None,
+        ),
+        "n1 deletes its mirror pod",
+    );
+
     // Tokens: only for its pods' service accounts, bound to such a pod.
     let token_for = |pod_name: &str| {
         let uid = uid_of(&api, &["pod", pod_name, "-n", "default"]);
@@ -1072,6 +1126,93 @@ fn rbac_escalation_is_prevented() {
         stderr.contains("attempting to grant RBAC permissions not currently held"),
         "{stderr}"
     );
+
+    // Cluster-wide: a ClusterRole she may create may not hold more than she does, nor
+    // aggregate (which gathers anything); a ClusterRoleBinding to cluster-admin is refused.
+    apply(
+        &api,
+        &json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": { "name": "alice-cluster-rbac" },
+            "rules": [{ "apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles", "clusterrolebindings"], "verbs": ["create", "get"] },
+                      { "apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"] }]
+        }),
+    );
+    apply(
+        &api,
+        &json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": { "name": "alice-cluster-rbac" },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "alice-cluster-rbac" },
+            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice" }]
+        }),
+    );
+    eventually("alice to create cluster roles", || {
+        can_i(
+            &api,
+            &alice,
+            "create",
+            "clusterroles.rbac.authorization.k8s.io",
+            "",
+        )
+    });
+    let cluster_role = |name: &str, extra: Value| {
+        let mut role = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": { "name": name },
+            "rules": [{ "apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"] }]
+        });
+        if let (Some(role), Some(extra)) = (role.as_object_mut(), extra.as_object()) {
+            role.extend(extra.clone());
+        }
+        role
+    };
+    create(&api, &alice, &cluster_role("ns-getter", json!({})));
+    let stderr = create_fails(
+        &api,
+        &alice,
+        &cluster_role(
+            "ns-deleter",
+            json!({ "rules": [{ "apiGroups": [""], "resources": ["namespaces"], "verbs": ["delete"] }] }),
+        ),
+    );
+    assert!(
+        stderr.contains(
+            "clusterroles.rbac.authorization.k8s.io \"ns-deleter\" is forbidden: user \"alice\""
+        ),
+        "{stderr}"
+    );
+    let stderr = create_fails(
+        &api,
+        &alice,
+        &cluster_role(
+            "aggregated",
+            json!({ "aggregationRule": { "clusterRoleSelectors": [{ "matchLabels": { "x": "y" } }] } }),
+        ),
+    );
+    assert!(
+        stderr.contains("must have cluster-admin privileges to use the aggregationRule"),
+        "{stderr}"
+    );
+    let cluster_admin_binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": { "name": "alice-cluster-admin" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin" },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice" }]
+    });
+    let stderr = create_fails(&api, &alice, &cluster_admin_binding);
+    assert!(
+        stderr.contains(
+            "clusterrolebindings.rbac.authorization.k8s.io \"alice-cluster-admin\" is forbidden"
+        ),
+        "{stderr}"
+    );
+    api.ok(&["delete", "clusterrole", "ns-getter"], None);
+    api.ok(
+        &["delete", "clusterrolebinding", "alice-cluster-rbac"],
+        None,
+    );
+    api.ok(&["delete", "clusterrole", "alice-cluster-rbac"], None);
 
     // With escalate and bind she can.
     apply(
