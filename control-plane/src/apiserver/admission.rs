@@ -1,6 +1,7 @@
 //! Admission: the checks and mutations between decoding a write and storing it that depend
 //! on other objects or on who is asking — namespace lifecycle (no new objects in a missing or
-//! terminating namespace), and the Node restriction on what kubelets may write.
+//! terminating namespace), and (in `auth_admission`) the Node restriction on what kubelets may
+//! write and RBAC escalation prevention.
 
 use serde_json::Value;
 
@@ -17,7 +18,7 @@ pub const IMMORTAL_NAMESPACES: &[&str] =
 
 pub async fn admit_create(
     state: &ApiState,
-    _user: &UserInfo,
+    user: &UserInfo,
     resource: &ResourceInfo,
     namespace: &str,
     object: &mut Value,
@@ -25,6 +26,7 @@ pub async fn admit_create(
     if resource.namespaced {
         check_namespace_open(state, namespace, resource, object).await?;
     }
+    super::auth_admission::admit_create(state, user, resource, namespace, object)?;
     Ok(())
 }
 
@@ -62,20 +64,23 @@ async fn check_namespace_open(
 }
 
 pub fn admit_update(
-    _user: &UserInfo,
-    _resource: &ResourceInfo,
-    _object: &mut Value,
-    _old: &Value,
-    _subresource: &str,
+    state: &ApiState,
+    user: &UserInfo,
+    resource: &ResourceInfo,
+    object: &mut Value,
+    old: &Value,
+    subresource: &str,
 ) -> Result<(), ApiError> {
+    super::auth_admission::admit_update(state, user, resource, object, old, subresource)?;
     Ok(())
 }
 
 pub async fn admit_delete(
-    _state: &ApiState,
-    _user: &UserInfo,
+    state: &ApiState,
+    user: &UserInfo,
     at: ObjectRef<'_>,
 ) -> Result<(), ApiError> {
+    super::auth_admission::admit_delete(state, user, at).await?;
     let is_namespace = at.resource.group.is_empty() && at.resource.plural == "namespaces";
     if is_namespace && IMMORTAL_NAMESPACES.contains(&at.name) {
         return Err(ApiError::forbidden_on(

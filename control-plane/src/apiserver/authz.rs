@@ -1,6 +1,7 @@
 //! Request authorization: builds kube's authorizer attributes from the parsed request and asks
 //! the chain (system:masters, the Node authorizer, RBAC) with RBAC objects read from the watch
-//! cache. A request nobody allows is a 403 worded as kube-apiserver words it.
+//! cache. A request nobody allows is a 403 worded as kube-apiserver words it (with the Node
+//! authorizer's reason for a kubelet's refused reads).
 
 use std::sync::Arc;
 
@@ -73,10 +74,17 @@ pub async fn authorize(
     let attributes = attributes(user, info);
     let graph = state.node_graph();
     let decision = auth::authorize(&attributes, &graph, &CachedRbac(&state.cache));
-    if decision.allowed() {
-        return Ok(());
-    }
-    Err(ApiError::forbidden(forbidden_message(user, info)))
+    let reason = match decision {
+        auth::Decision::Allow(_) => return Ok(()),
+        auth::Decision::Deny(reason) => Some(reason),
+        auth::Decision::NoOpinion => auth::node::no_opinion_reason(&attributes, &graph),
+    };
+    let message = forbidden_message(user, info);
+    Err(ApiError::forbidden(match reason {
+        // As kube-apiserver words it: the authorizers' reason after the request.
+        Some(reason) if !reason.is_empty() => format!("{message}: {reason}"),
+        _ => message,
+    }))
 }
 
 /// `User "alice" cannot list resource "pods" in API group "" in the namespace "default"`.

@@ -71,6 +71,9 @@ pub async fn serve(request: ResourceRequest<'_>) -> Result<Response<Body>, ApiEr
     if !info.subresource.is_empty() {
         return serve_subresource(&request, &resource).await;
     }
+    if super::auth_endpoints::is_review(&resource) {
+        return super::auth_endpoints::serve_review(&request, &resource).await;
+    }
     let at = ObjectRef {
         resource: &resource,
         namespace: &info.namespace,
@@ -308,7 +311,14 @@ async fn update(
                 return Err(ApiError::stale(&at.target()));
             }
             let mut wanted = object.clone();
-            admission::admit_update(request.user, at.resource, &mut wanted, current, subresource)?;
+            admission::admit_update(
+                request.state,
+                request.user,
+                at.resource,
+                &mut wanted,
+                current,
+                subresource,
+            )?;
             patch::track_update(
                 Some(current),
                 &mut wanted,
@@ -407,7 +417,14 @@ async fn patch(
                     "a patch may not change metadata.name",
                 ));
             }
-            admission::admit_update(request.user, at.resource, &mut wanted, current, subresource)?;
+            admission::admit_update(
+                request.state,
+                request.user,
+                at.resource,
+                &mut wanted,
+                current,
+                subresource,
+            )?;
             if kind != PatchType::Apply {
                 patch::track_update(
                     Some(current),
@@ -602,6 +619,7 @@ async fn serve_subresource(
         ("scale", verb) => super::crd_serving::scale(request, at, verb).await,
         ("binding", "create") => super::subresources::bind(request, at).await,
         ("eviction", "create") => super::subresources::evict(request, at).await,
+        ("token", "create") => super::auth_endpoints::token_request(request, at).await,
         ("log" | "exec" | "attach" | "portforward" | "proxy", _) => {
             Err(ApiError::unavailable(format!(
                 "{}/{subresource} is not served yet: keel-apiserver does not proxy to kubelets until keel-kubelet serves :10250",

@@ -8,6 +8,8 @@
 pub mod admission;
 pub mod allocator;
 pub mod auth;
+pub mod auth_admission;
+pub mod auth_endpoints;
 pub mod authn;
 pub mod authz;
 pub mod body;

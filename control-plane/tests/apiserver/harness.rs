@@ -311,3 +311,38 @@ pub fn wait_for_kubectl(
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A kubeconfig for a client certificate user (CN `user`, O each of `groups`) signed by the
+/// test cluster's CA, written in the data dir.
+pub fn kubeconfig_for_cert(api: &TestApiserver, user: &str, groups: &[&str]) -> PathBuf {
+    use keel_control_plane::apiserver::auth::{self, Pki};
+    let pki = Pki::load_or_create(api.dir.path(), &[]).expect("load the PKI");
+    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    let pair = pki
+        .issue_client_cert(user, &groups, Duration::from_secs(3600))
+        .expect("issue a client certificate");
+    let server = auth::kubeconfig::server_url("127.0.0.1", api.port);
+    let credential = auth::kubeconfig::Credential::ClientCert {
+        cert_pem: pair.cert_pem.clone(),
+        key_pem: pair.key_pem.clone(),
+    };
+    let kubeconfig = auth::kubeconfig::render(&server, pki.ca_pem(), user, &credential);
+    let path = api
+        .dir
+        .path()
+        .join(format!("{}.kubeconfig", user.replace(':', "_")));
+    auth::kubeconfig::write(&path, &kubeconfig).expect("write kubeconfig");
+    path
+}
+
+/// A kubeconfig that authenticates with a bearer token, written in the data dir as `name`.
+pub fn kubeconfig_for_token(api: &TestApiserver, name: &str, token: &str) -> PathBuf {
+    use keel_control_plane::apiserver::auth::{self, Pki};
+    let pki = Pki::load_or_create(api.dir.path(), &[]).expect("load the PKI");
+    let server = auth::kubeconfig::server_url("127.0.0.1", api.port);
+    let credential = auth::kubeconfig::Credential::Token(token.to_string());
+    let kubeconfig = auth::kubeconfig::render(&server, pki.ca_pem(), name, &credential);
+    let path = api.dir.path().join(format!("{name}.kubeconfig"));
+    auth::kubeconfig::write(&path, &kubeconfig).expect("write kubeconfig");
+    path
+}

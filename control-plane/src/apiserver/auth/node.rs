@@ -6,10 +6,10 @@
 //! The server keeps a [`NodeGraph`] up to date from pod and PVC events (`apply_pod`,
 //! `remove_pod`, `apply_pvc`, `remove_pvc`); the checks are lookups in it.
 //!
-//! Differences from kube, on purpose: cross-node writes (another node's Node, Lease, pod
-//! status, evictions of its pods) are denied here at authorization already, not only in
-//! admission; list/watch of a graph resource is allowed only for a single named object (the
-//! server maps a `metadata.name` field selector to `Attributes::name`).
+//! Differences from kube, on purpose: evictions of another node's pods are denied here at
+//! authorization already (the eviction path has no admission step); list/watch of a graph
+//! resource is allowed only for a single named object (the server maps a `metadata.name` field
+//! selector to `Attributes::name`). Messages of [`admit_node_write`] are kube's.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -226,7 +226,6 @@ fn container_refs(c: &Value, refs: &mut PodRefs) {
 }
 
 const READ_VERBS: [&str; 3] = ["get", "list", "watch"];
-const WRITE_VERBS: [&str; 4] = ["update", "patch", "delete", "deletecollection"];
 
 /// The Node authorizer: NoOpinion for users that are not nodes, and for what RBAC's
 /// `system:node` role decides.
@@ -249,13 +248,57 @@ pub fn authorize(attrs: &Attributes, graph: &NodeGraph) -> Decision {
         {
             graph_read(attrs, graph, node)
         }
-        ("", "nodes", _) => own_node(attrs, node),
-        ("coordination.k8s.io", "leases", "") if attrs.namespace == NODE_LEASE_NAMESPACE => {
-            own_lease(attrs, node)
-        }
-        ("", "pods", "status") | ("", "pods", "eviction") => own_pod(attrs, graph, node),
+        // Writes to Nodes, Leases and pod status are RBAC's (`system:node`), then
+        // NodeRestriction admission's ([`admit_node_write`]), as in kube.
+        ("", "pods", "eviction") => own_pod_eviction(attrs, graph, node),
         _ => Decision::NoOpinion,
     }
+}
+
+/// Why the Node authorizer had no opinion on a node's request for a graph-gated object (kube
+/// appends this to the 403), or `None` when it has nothing to say (not a node, not a graph
+/// resource, or allowed).
+pub fn no_opinion_reason(attrs: &Attributes, graph: &NodeGraph) -> Option<String> {
+    let node = attrs.user.node_name()?;
+    if !attrs.resource_request || !attrs.api_group.is_empty() {
+        return None;
+    }
+    let kind = GraphKind::from_resource(&attrs.resource)?;
+    if authorize(attrs, graph).allowed() {
+        return None;
+    }
+    let reason = match kind {
+        GraphKind::ServiceAccount if attrs.verb != "create" || attrs.name.is_empty() => {
+            "can only create tokens for individual service accounts"
+        }
+        GraphKind::ServiceAccount if attrs.subresource != "token" => {
+            "can only create token subresource of serviceaccount"
+        }
+        GraphKind::Secret | GraphKind::ConfigMap if !READ_VERBS.contains(&attrs.verb.as_str()) => {
+            "can only read resources of this type"
+        }
+        GraphKind::Secret | GraphKind::ConfigMap if !attrs.subresource.is_empty() => {
+            "cannot read subresource"
+        }
+        GraphKind::Secret | GraphKind::ConfigMap if attrs.namespace.is_empty() => {
+            "can only read namespaced object of this type"
+        }
+        GraphKind::PersistentVolume | GraphKind::PersistentVolumeClaim if attrs.verb != "get" => {
+            "can only get individual resources of this type"
+        }
+        GraphKind::PersistentVolume | GraphKind::PersistentVolumeClaim
+            if !attrs.subresource.is_empty() =>
+        {
+            "cannot get subresource"
+        }
+        _ if attrs.name.is_empty() => "No Object name found",
+        _ => {
+            return Some(format!(
+                "no relationship found between node '{node}' and this object"
+            ));
+        }
+    };
+    Some(reason.to_string())
 }
 
 fn graph_read(attrs: &Attributes, graph: &NodeGraph, node: &str) -> Decision {
@@ -291,35 +334,10 @@ fn token_request(attrs: &Attributes, graph: &NodeGraph, node: &str) -> Decision 
     Decision::NoOpinion
 }
 
-fn own_node(attrs: &Attributes, node: &str) -> Decision {
-    if WRITE_VERBS.contains(&attrs.verb.as_str()) && attrs.name != node {
+fn own_pod_eviction(attrs: &Attributes, graph: &NodeGraph, node: &str) -> Decision {
+    if attrs.verb == "create" && graph.pod_node(&attrs.namespace, &attrs.name) != Some(node) {
         return Decision::Deny(format!(
-            "node {node:?} may not modify node {:?}",
-            attrs.name
-        ));
-    }
-    Decision::NoOpinion
-}
-
-fn own_lease(attrs: &Attributes, node: &str) -> Decision {
-    let writes = WRITE_VERBS.contains(&attrs.verb.as_str()) || attrs.verb == "create";
-    if writes && attrs.name != node && !(attrs.verb == "create" && attrs.name.is_empty()) {
-        return Decision::Deny(format!(
-            "node {node:?} may not modify the lease of {:?}",
-            attrs.name
-        ));
-    }
-    Decision::NoOpinion
-}
-
-fn own_pod(attrs: &Attributes, graph: &NodeGraph, node: &str) -> Decision {
-    if READ_VERBS.contains(&attrs.verb.as_str()) {
-        return Decision::NoOpinion;
-    }
-    if graph.pod_node(&attrs.namespace, &attrs.name) != Some(node) {
-        return Decision::Deny(format!(
-            "node {node:?} may not {} {}/{} of pod {:?}, which is not bound to it",
-            attrs.verb, attrs.resource, attrs.subresource, attrs.name
+            "node {node:?} can only evict pods with spec.nodeName set to itself"
         ));
     }
     Decision::NoOpinion
@@ -338,6 +356,8 @@ pub struct NodeWrite<'a> {
     pub object: Option<&'a Value>,
     /// The stored object (update/patch/delete), if any.
     pub old_object: Option<&'a Value>,
+    /// The uid of the writing node's Node object, when it exists (mirror pod owner check).
+    pub node_uid: Option<&'a str>,
 }
 
 /// Label keys a node may set on itself: outside the `kubernetes.io`/`k8s.io` namespaces, the
@@ -370,11 +390,13 @@ pub fn node_may_set_label(key: &str) -> bool {
     !restricted("kubernetes.io") && !restricted("k8s.io")
 }
 
-/// NodeRestriction admission for writes by a node user (`Ok` for other users). Main rules:
-/// a node creates only mirror pods bound to itself that reference no secrets, configmaps,
-/// PVCs or service account; deletes and updates status only of pods bound to it; evicts only
-/// its pods; writes only its own Node (no taint changes on update, only allowed labels) and
-/// Lease; requests tokens only for service accounts of its pods, bound to such a pod.
+/// NodeRestriction admission for writes by a node user (`Ok` for other users), with kube's
+/// rules and messages (the `Err` is the detail of a 403 on the written object):
+/// a node creates only mirror pods bound to and owned by itself that reference no secrets,
+/// configmaps, PVCs or service account, and deletes only pods bound to it; it updates the
+/// status only of its pods (without relabelling them) and evicts only its pods; it writes only
+/// its own Node (no taint or config source changes, only allowed labels) and its own Lease in
+/// `kube-node-lease`; it requests tokens only bound to a pod on itself (uid given and matching).
 pub fn admit_node_write(
     user: &UserInfo,
     write: &NodeWrite<'_>,
@@ -385,13 +407,25 @@ pub fn admit_node_write(
     };
     match (write.api_group, write.resource, write.subresource) {
         ("", "pods", "") => admit_pod(node, write),
-        ("", "pods", "status") | ("", "pods", "eviction") => {
-            admit_pod_subresource(node, write, graph)
-        }
+        ("", "pods", "status") => admit_pod_status(node, write),
+        ("", "pods", "eviction") => admit_pod_eviction(node, write, graph),
+        ("", "pods", other) => Err(format!(
+            "unexpected pod subresource {other:?}, only 'status' and 'eviction' are allowed"
+        )),
         ("", "nodes", _) => admit_node(node, write),
         ("coordination.k8s.io", "leases", "") => admit_lease(node, write),
         ("", "serviceaccounts", "token") => admit_token_request(node, write, graph),
         _ => Ok(()),
+    }
+}
+
+/// kube's admission operation name of a verb.
+fn operation(verb: &str) -> &'static str {
+    match verb {
+        "create" => "CREATE",
+        "update" | "patch" => "UPDATE",
+        "delete" | "deletecollection" => "DELETE",
+        _ => "CONNECT",
     }
 }
 
@@ -401,134 +435,254 @@ fn pod_node_name(pod: Option<&Value>) -> &str {
 }
 
 fn admit_pod(node: &str, write: &NodeWrite<'_>) -> Result<(), String> {
-    match write.verb {
-        "create" => {
-            let pod = write.object.ok_or("pod create without an object")?;
-            if pod["metadata"]["annotations"][MIRROR_POD_ANNOTATION].is_null() {
-                return Err(format!("node {node:?} can only create mirror pods"));
-            }
-            if pod_node_name(Some(pod)) != node {
-                return Err(format!(
-                    "node {node:?} can only create pods bound to itself"
-                ));
-            }
-            let refs = pod_refs(pod);
-            let named_sa = pod["spec"]["serviceAccountName"]
-                .as_str()
-                .is_some_and(|s| !s.is_empty());
-            if !refs.secrets.is_empty()
-                || !refs.config_maps.is_empty()
-                || !refs.claims.is_empty()
-                || named_sa
-            {
-                return Err(format!(
-                    "node {node:?} can not create pods that reference secrets, configmaps, persistentvolumeclaims or service accounts"
-                ));
-            }
-            Ok(())
-        }
-        "delete" if pod_node_name(write.old_object) == node => Ok(()),
-        "delete" => Err(format!(
-            "node {node:?} can only delete pods bound to itself"
+    match operation(write.verb) {
+        "CREATE" => admit_mirror_pod(node, write),
+        "DELETE" if pod_node_name(write.old_object) == node => Ok(()),
+        "DELETE" => Err(format!(
+            "node {node:?} can only delete pods with spec.nodeName set to itself"
         )),
-        verb => Err(format!("node {node:?} may not {verb} pods")),
+        op => Err(format!(
+            "unexpected operation {op:?}, node {node:?} can only create and delete mirror pods"
+        )),
     }
 }
 
-fn admit_pod_subresource(
-    node: &str,
-    write: &NodeWrite<'_>,
-    graph: &NodeGraph,
-) -> Result<(), String> {
-    let bound_here = graph.pod_node(write.namespace, write.name) == Some(node)
-        || pod_node_name(write.old_object) == node;
-    if !bound_here {
+fn admit_mirror_pod(node: &str, write: &NodeWrite<'_>) -> Result<(), String> {
+    let pod = write.object.ok_or("pod create without an object")?;
+    if pod["metadata"]["annotations"][MIRROR_POD_ANNOTATION].is_null() {
         return Err(format!(
-            "node {node:?} can only {} {} of pods bound to itself",
-            write.verb, write.subresource
+            "pod does not have {MIRROR_POD_ANNOTATION:?} annotation, node {node:?} can only create mirror pods"
         ));
     }
-    if write.subresource == "status" && write.object.is_some_and(|o| pod_node_name(Some(o)) != node)
-    {
-        return Err(format!("node {node:?} may not move a pod to another node"));
+    if pod_node_name(Some(pod)) != node {
+        return Err(format!(
+            "node {node:?} can only create pods with spec.nodeName set to itself"
+        ));
+    }
+    let owners = array(&pod["metadata"]["ownerReferences"]);
+    let owner = match owners {
+        [] => {
+            return Err(format!(
+                "node {node:?} can only create pods with an owner reference set to itself"
+            ));
+        }
+        [owner] => owner,
+        _ => {
+            return Err(format!(
+                "node {node:?} can only create pods with a single owner reference set to itself"
+            ));
+        }
+    };
+    if owner["apiVersion"] != "v1" || owner["kind"] != "Node" || owner["name"] != node {
+        return Err(format!(
+            "node {node:?} can only create pods with an owner reference set to itself"
+        ));
+    }
+    if owner["controller"] != true {
+        return Err(format!(
+            "node {node:?} can only create pods with a controller owner reference set to itself"
+        ));
+    }
+    if owner["blockOwnerDeletion"] == true {
+        return Err(format!(
+            "node {node:?} must not set blockOwnerDeletion on an owner reference"
+        ));
+    }
+    if let Some(uid) = write.node_uid {
+        let claimed = owner["uid"].as_str().unwrap_or_default();
+        if claimed != uid {
+            return Err(format!(
+                "node {node} UID mismatch: expected {claimed} got {uid}"
+            ));
+        }
+    }
+    let refs = pod_refs(pod);
+    let named_sa = pod["spec"]["serviceAccountName"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty());
+    let what = if named_sa {
+        "a service account"
+    } else if !refs.secrets.is_empty() {
+        "secrets"
+    } else if !refs.config_maps.is_empty() {
+        "configmaps"
+    } else if !refs.claims.is_empty() {
+        "persistentvolumeclaims"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "node {node:?} can not create pods that reference {what}"
+    ))
+}
+
+fn admit_pod_status(node: &str, write: &NodeWrite<'_>) -> Result<(), String> {
+    let op = operation(write.verb);
+    if op != "UPDATE" {
+        return Err(format!("unexpected operation {op:?}"));
+    }
+    if pod_node_name(write.old_object) != node {
+        return Err(format!(
+            "node {node:?} can only update pod status for pods with spec.nodeName set to itself"
+        ));
+    }
+    let labels = |v: Option<&Value>| v.map(|o| o["metadata"]["labels"].clone());
+    let empty = |v: Option<Value>| v.filter(|l| l.as_object().is_some_and(|m| !m.is_empty()));
+    if empty(labels(write.object)) != empty(labels(write.old_object)) {
+        return Err(format!(
+            "node {node:?} cannot update labels through pod status"
+        ));
     }
     Ok(())
 }
 
-fn admit_node(node: &str, write: &NodeWrite<'_>) -> Result<(), String> {
-    let name = write
-        .object
-        .and_then(|o| o["metadata"]["name"].as_str())
-        .unwrap_or(write.name);
-    if name != node {
+fn admit_pod_eviction(node: &str, write: &NodeWrite<'_>, graph: &NodeGraph) -> Result<(), String> {
+    let op = operation(write.verb);
+    if op != "CREATE" {
+        return Err(format!("unexpected operation {op}"));
+    }
+    let bound_here = graph.pod_node(write.namespace, write.name) == Some(node)
+        || pod_node_name(write.old_object) == node;
+    if !bound_here {
         return Err(format!(
-            "node {node:?} is not allowed to modify node {name:?}"
+            "node {node} can only evict pods with spec.nodeName set to itself"
         ));
     }
-    let (Some(new), old) = (write.object, write.old_object) else {
-        return Ok(());
-    };
-    if let Some(old) = old
-        && new["spec"]["taints"] != old["spec"]["taints"]
-    {
-        return Err(format!("node {node:?} is not allowed to modify taints"));
-    }
+    Ok(())
+}
+
+/// The label keys that differ between two label maps (added, changed or removed), sorted.
+fn modified_labels(new: Option<&Value>, old: Option<&Value>) -> BTreeSet<String> {
     let empty = serde_json::Map::new();
     let labels = |v: Option<&Value>| {
         v.and_then(|o| o["metadata"]["labels"].as_object())
             .unwrap_or(&empty)
             .clone()
     };
-    let (new_labels, old_labels) = (labels(Some(new)), labels(old));
-    let changed = new_labels
-        .iter()
-        .filter(|(k, v)| old_labels.get(*k) != Some(v))
-        .map(|(k, _)| k)
-        .chain(old_labels.keys().filter(|k| !new_labels.contains_key(*k)));
-    for key in changed {
-        if !node_may_set_label(key) {
-            return Err(format!(
-                "node {node:?} is not allowed to set or remove the label {key:?}"
-            ));
+    let (new, old) = (labels(new), labels(old));
+    new.iter()
+        .filter(|(k, v)| old.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .chain(old.keys().filter(|k| !new.contains_key(*k)).cloned())
+        .collect()
+}
+
+fn admit_node(node: &str, write: &NodeWrite<'_>) -> Result<(), String> {
+    let name = if write.name.is_empty() {
+        write
+            .object
+            .and_then(|o| o["metadata"]["name"].as_str())
+            .unwrap_or_default()
+    } else {
+        write.name
+    };
+    if name != node {
+        return Err(format!(
+            "node {node:?} is not allowed to modify node {name:?}"
+        ));
+    }
+    let Some(new) = write.object else {
+        return Ok(());
+    };
+    let forbidden = |modified: BTreeSet<String>| -> Vec<String> {
+        modified
+            .into_iter()
+            .filter(|k| !node_may_set_label(k))
+            .collect()
+    };
+    match (operation(write.verb), write.old_object) {
+        ("CREATE", _) => {
+            if !new["spec"]["configSource"].is_null() {
+                return Err(format!(
+                    "node {node:?} is not allowed to create pods with a non-nil configSource"
+                ));
+            }
+            let bad = forbidden(modified_labels(Some(new), None));
+            if !bad.is_empty() {
+                return Err(format!(
+                    "node {node:?} is not allowed to set the following labels: {}",
+                    bad.join(", ")
+                ));
+            }
         }
+        ("UPDATE", Some(old)) => {
+            let source = &new["spec"]["configSource"];
+            if !source.is_null() && *source != old["spec"]["configSource"] {
+                return Err(format!(
+                    "node {node:?} is not allowed to update configSource to a new non-nil configSource"
+                ));
+            }
+            if non_empty(&new["spec"]["taints"]) != non_empty(&old["spec"]["taints"]) {
+                return Err(format!("node {node:?} is not allowed to modify taints"));
+            }
+            let bad = forbidden(modified_labels(Some(new), Some(old)));
+            if !bad.is_empty() {
+                return Err(format!(
+                    "is not allowed to modify labels: {}",
+                    bad.join(", ")
+                ));
+            }
+        }
+        _ => {}
     }
     Ok(())
 }
 
+/// A list field, with absent and empty the same.
+fn non_empty(v: &Value) -> Option<&Value> {
+    (!array(v).is_empty()).then_some(v)
+}
+
 fn admit_lease(node: &str, write: &NodeWrite<'_>) -> Result<(), String> {
-    let name = write
-        .object
-        .and_then(|o| o["metadata"]["name"].as_str())
-        .unwrap_or(write.name);
-    if write.namespace != NODE_LEASE_NAMESPACE || name != node {
+    if write.namespace != NODE_LEASE_NAMESPACE {
         return Err(format!(
-            "node {node:?} can only access its own lease in {NODE_LEASE_NAMESPACE}"
+            "can only access leases in the {NODE_LEASE_NAMESPACE:?} system namespace"
         ));
+    }
+    let name = if operation(write.verb) == "CREATE" {
+        write
+            .object
+            .and_then(|o| o["metadata"]["name"].as_str())
+            .unwrap_or_default()
+    } else {
+        write.name
+    };
+    if name != node {
+        return Err(
+            "can only access node lease with the same name as the requesting node".to_string(),
+        );
     }
     Ok(())
 }
 
 fn admit_token_request(node: &str, write: &NodeWrite<'_>, graph: &NodeGraph) -> Result<(), String> {
+    if operation(write.verb) != "CREATE" {
+        return Ok(());
+    }
     let bound = write
         .object
         .map(|o| &o["spec"]["boundObjectRef"])
-        .filter(|b| !b.is_null());
-    let Some(bound) = bound else {
-        return Err(format!(
-            "node {node:?} can only request tokens bound to a pod"
-        ));
-    };
+        .unwrap_or(&Value::Null);
     let pod = bound["name"].as_str().unwrap_or_default();
-    if bound["kind"].as_str() != Some("Pod") || graph.pod_node(write.namespace, pod) != Some(node) {
-        return Err(format!(
-            "node {node:?} can only request tokens bound to pods on itself"
-        ));
+    if bound["apiVersion"] != "v1" || bound["kind"] != "Pod" || pod.is_empty() {
+        return Err("node requested token not bound to a pod".to_string());
     }
     let uid = bound["uid"].as_str().unwrap_or_default();
-    if !uid.is_empty() && graph.pod_uid(write.namespace, pod) != Some(uid) {
+    if uid.is_empty() {
+        return Err("node requested token with a pod binding without a uid".to_string());
+    }
+    if graph
+        .pod_uid(write.namespace, pod)
+        .is_some_and(|known| known != uid)
+    {
         return Err(format!(
-            "the uid of pod {pod:?} does not match the token request"
+            "the UID in the bound object reference ({uid}) does not match the UID in record. The object might have been deleted and then recreated"
         ));
+    }
+    if graph.pod_node(write.namespace, pod) != Some(node) {
+        return Err(
+            "node requested token bound to a pod scheduled on a different node".to_string(),
+        );
     }
     Ok(())
 }
@@ -601,6 +755,32 @@ mod tests {
     }
 
     #[test]
+    fn reasons_for_refused_node_reads() {
+        let a = node_user("node-a");
+        let g = graph();
+        let reason = |verb: &str, resource: &str, ns: &str, name: &str| {
+            no_opinion_reason(&Attributes::resource(&a, verb, "", resource, ns, name), &g)
+        };
+        assert_eq!(
+            reason("get", "secrets", "default", "secret-b").as_deref(),
+            Some("no relationship found between node 'node-a' and this object")
+        );
+        assert_eq!(reason("get", "secrets", "default", "secret-a"), None);
+        assert_eq!(
+            reason("list", "secrets", "default", "").as_deref(),
+            Some("No Object name found")
+        );
+        assert_eq!(
+            reason("delete", "configmaps", "default", "x").as_deref(),
+            Some("can only read resources of this type")
+        );
+        assert_eq!(reason("get", "pods", "default", "x"), None);
+        let alice = UserInfo::authenticated("alice", vec![]);
+        let attrs = Attributes::resource(&alice, "get", "", "secrets", "default", "secret-b");
+        assert_eq!(no_opinion_reason(&attrs, &g), None);
+    }
+
+    #[test]
     fn removing_a_pod_revokes_access() {
         let mut g = graph();
         g.remove_pod("default", "a1");
@@ -616,144 +796,289 @@ mod tests {
     }
 
     #[test]
-    fn cross_node_writes_are_denied() {
+    fn cross_node_evictions_are_denied_and_other_writes_left_to_admission() {
         let a = node_user("node-a");
         let g = graph();
-        let deny = |attrs: Attributes| matches!(authorize(&attrs, &g), Decision::Deny(_));
-        assert!(deny(Attributes::resource(
-            &a,
-            "patch",
-            "",
-            "nodes/status",
-            "",
-            "node-b"
-        )));
-        assert!(!deny(Attributes::resource(
-            &a,
-            "patch",
-            "",
-            "nodes/status",
-            "",
-            "node-a"
-        )));
-        assert!(deny(Attributes::resource(
-            &a,
-            "update",
-            "coordination.k8s.io",
-            "leases",
-            NODE_LEASE_NAMESPACE,
-            "node-b"
-        )));
-        assert!(!deny(Attributes::resource(
-            &a,
-            "update",
-            "coordination.k8s.io",
-            "leases",
-            NODE_LEASE_NAMESPACE,
-            "node-a"
-        )));
-        assert!(deny(Attributes::resource(
-            &a,
-            "update",
-            "",
-            "pods/status",
-            "default",
-            "b1"
-        )));
-        assert!(!deny(Attributes::resource(
-            &a,
-            "update",
-            "",
-            "pods/status",
-            "default",
-            "a1"
-        )));
-        assert!(deny(Attributes::resource(
-            &a,
-            "create",
-            "",
-            "pods/eviction",
-            "default",
-            "b1"
-        )));
+        let decide = |verb: &str, group: &str, resource: &str, ns: &str, name: &str| {
+            authorize(
+                &Attributes::resource(&a, verb, group, resource, ns, name),
+                &g,
+            )
+        };
+        assert!(matches!(
+            decide("create", "", "pods/eviction", "default", "b1"),
+            Decision::Deny(_)
+        ));
+        assert_eq!(
+            decide("create", "", "pods/eviction", "default", "a1"),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            decide("patch", "", "nodes/status", "", "node-b"),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            decide("update", "", "pods/status", "default", "b1"),
+            Decision::NoOpinion
+        );
+    }
+
+    fn write<'a>(
+        verb: &'a str,
+        (group, resource, subresource): (&'a str, &'a str, &'a str),
+        (namespace, name): (&'a str, &'a str),
+        object: Option<&'a Value>,
+        old_object: Option<&'a Value>,
+    ) -> NodeWrite<'a> {
+        NodeWrite {
+            verb,
+            api_group: group,
+            resource,
+            subresource,
+            namespace,
+            name,
+            object,
+            old_object,
+            node_uid: Some("node-a-uid"),
+        }
     }
 
     #[test]
-    fn node_restriction_admission() {
+    fn node_restriction_pods() {
         let a = node_user("node-a");
         let g = graph();
-        let write = |verb, resource, ns, name, object: Option<&Value>, old: Option<&Value>| {
-            let w = NodeWrite {
-                verb,
-                api_group: "",
-                resource,
-                subresource: "",
-                namespace: ns,
-                name,
-                object,
-                old_object: old,
-            };
-            admit_node_write(&a, &w, &g)
-        };
-        let mirror = json!({ "metadata": { "name": "m", "annotations": { MIRROR_POD_ANNOTATION: "x" } }, "spec": { "nodeName": "node-a" } });
-        assert!(write("create", "pods", "default", "m", Some(&mirror), None).is_ok());
+        let pods = ("", "pods", "");
+        let mirror = json!({ "metadata": { "name": "m", "annotations": { MIRROR_POD_ANNOTATION: "x" },
+            "ownerReferences": [{ "apiVersion": "v1", "kind": "Node", "name": "node-a", "uid": "node-a-uid", "controller": true }] },
+            "spec": { "nodeName": "node-a" } });
+        let admit = |w: NodeWrite<'_>| admit_node_write(&a, &w, &g);
+        assert_eq!(
+            admit(write("create", pods, ("default", "m"), Some(&mirror), None)),
+            Ok(())
+        );
         let mut elsewhere = mirror.clone();
         elsewhere["spec"]["nodeName"] = json!("node-b");
-        assert!(write("create", "pods", "default", "m", Some(&elsewhere), None).is_err());
+        let err = admit(write(
+            "create",
+            pods,
+            ("default", "m"),
+            Some(&elsewhere),
+            None,
+        ));
+        assert_eq!(
+            err.unwrap_err(),
+            "node \"node-a\" can only create pods with spec.nodeName set to itself"
+        );
+        let mut orphan = mirror.clone();
+        orphan["metadata"]["ownerReferences"] = json!([]);
+        assert!(admit(write("create", pods, ("default", "m"), Some(&orphan), None)).is_err());
+        let mut wrong_uid = mirror.clone();
+        wrong_uid["metadata"]["ownerReferences"][0]["uid"] = json!("other");
         assert!(
-            write(
+            admit(write(
                 "create",
-                "pods",
-                "default",
-                "p",
-                Some(&pod("p", "node-a", "s")),
+                pods,
+                ("default", "m"),
+                Some(&wrong_uid),
                 None
-            )
+            ))
             .is_err()
         );
+        let mut with_secret = mirror.clone();
+        with_secret["spec"]["volumes"] = json!([{ "name": "s", "secret": { "secretName": "x" } }]);
+        assert_eq!(
+            admit(write(
+                "create",
+                pods,
+                ("default", "m"),
+                Some(&with_secret),
+                None
+            ))
+            .unwrap_err(),
+            "node \"node-a\" can not create pods that reference secrets"
+        );
+        let plain = pod("p", "node-a", "s");
+        assert!(
+            admit(write("create", pods, ("default", "p"), Some(&plain), None))
+                .unwrap_err()
+                .contains("can only create mirror pods")
+        );
+        let theirs = pod("b1", "node-b", "s");
+        assert!(
+            admit(write(
+                "delete",
+                pods,
+                ("default", "b1"),
+                None,
+                Some(&theirs)
+            ))
+            .is_err()
+        );
+        let mine = pod("a1", "node-a", "s");
+        assert_eq!(
+            admit(write("delete", pods, ("default", "a1"), None, Some(&mine))),
+            Ok(())
+        );
+        let status = ("", "pods", "status");
+        let mut new_status = mine.clone();
+        new_status["status"] = json!({ "phase": "Running" });
+        assert_eq!(
+            admit(write(
+                "update",
+                status,
+                ("default", "a1"),
+                Some(&new_status),
+                Some(&mine)
+            )),
+            Ok(())
+        );
+        assert_eq!(
+            admit(write(
+                "patch",
+                status,
+                ("default", "b1"),
+                Some(&theirs),
+                Some(&theirs)
+            ))
+            .unwrap_err(),
+            "node \"node-a\" can only update pod status for pods with spec.nodeName set to itself"
+        );
+        new_status["metadata"]["labels"] = json!({ "x": "y" });
+        assert!(
+            admit(write(
+                "update",
+                status,
+                ("default", "a1"),
+                Some(&new_status),
+                Some(&mine)
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn node_restriction_nodes_leases_and_tokens() {
+        let a = node_user("node-a");
+        let g = graph();
+        let admit = |w: NodeWrite<'_>| admit_node_write(&a, &w, &g);
+        let nodes = ("", "nodes", "");
         let old = json!({ "metadata": { "name": "node-a", "labels": { "kubernetes.io/hostname": "node-a" } }, "spec": {} });
         let mut relabel = old.clone();
         relabel["metadata"]["labels"]["node.kubernetes.io/exclude-from-external-load-balancers"] =
             json!("true");
-        assert!(write("update", "nodes", "", "node-a", Some(&relabel), Some(&old)).is_ok());
+        assert_eq!(
+            admit(write(
+                "update",
+                nodes,
+                ("", "node-a"),
+                Some(&relabel),
+                Some(&old)
+            )),
+            Ok(())
+        );
         relabel["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] = json!("");
-        assert!(write("update", "nodes", "", "node-a", Some(&relabel), Some(&old)).is_err());
+        assert_eq!(
+            admit(write(
+                "update",
+                nodes,
+                ("", "node-a"),
+                Some(&relabel),
+                Some(&old)
+            ))
+            .unwrap_err(),
+            "is not allowed to modify labels: node-role.kubernetes.io/control-plane"
+        );
+        assert!(
+            admit(write("create", nodes, ("", ""), Some(&relabel), None))
+                .unwrap_err()
+                .contains("is not allowed to set the following labels")
+        );
         let mut tainted = old.clone();
         tainted["spec"]["taints"] = json!([{ "key": "k", "effect": "NoSchedule" }]);
-        assert!(write("update", "nodes", "", "node-a", Some(&tainted), Some(&old)).is_err());
-        assert!(write("update", "nodes", "", "node-b", None, None).is_err());
-        let req = |pod: &str| json!({ "spec": { "boundObjectRef": { "kind": "Pod", "name": pod, "uid": format!("{pod}-uid") } } });
-        let token = |object: &Value| {
-            let w = NodeWrite {
-                verb: "create",
-                api_group: "",
-                resource: "serviceaccounts",
-                subresource: "token",
-                namespace: "default",
-                name: "app",
-                object: Some(object),
-                old_object: None,
-            };
-            admit_node_write(&a, &w, &g)
-        };
-        assert!(token(&req("a1")).is_ok());
-        assert!(token(&req("b1")).is_err());
         assert!(
-            admit_node_write(
-                &UserInfo::authenticated("alice", vec![]),
-                &NodeWrite {
-                    verb: "update",
-                    api_group: "",
-                    resource: "nodes",
-                    subresource: "",
-                    namespace: "",
-                    name: "x",
-                    object: None,
-                    old_object: None
-                },
-                &g
-            )
-            .is_ok()
+            admit(write(
+                "update",
+                nodes,
+                ("", "node-a"),
+                Some(&tainted),
+                Some(&old)
+            ))
+            .is_err()
+        );
+        assert_eq!(
+            admit(write("update", nodes, ("", "node-b"), None, None)).unwrap_err(),
+            "node \"node-a\" is not allowed to modify node \"node-b\""
+        );
+        let leases = ("coordination.k8s.io", "leases", "");
+        let lease = |name: &str| json!({ "metadata": { "name": name } });
+        let (own, other) = (lease("node-a"), lease("node-b"));
+        assert_eq!(
+            admit(write(
+                "create",
+                leases,
+                (NODE_LEASE_NAMESPACE, ""),
+                Some(&own),
+                None
+            )),
+            Ok(())
+        );
+        assert!(
+            admit(write(
+                "create",
+                leases,
+                (NODE_LEASE_NAMESPACE, ""),
+                Some(&other),
+                None
+            ))
+            .is_err()
+        );
+        assert!(
+            admit(write(
+                "update",
+                leases,
+                (NODE_LEASE_NAMESPACE, "node-b"),
+                Some(&other),
+                Some(&other)
+            ))
+            .is_err()
+        );
+        assert!(admit(write("create", leases, ("default", ""), Some(&own), None)).is_err());
+        let req = |pod: &str| json!({ "spec": { "boundObjectRef": { "apiVersion": "v1", "kind": "Pod", "name": pod, "uid": format!("{pod}-uid") } } });
+        let token = ("", "serviceaccounts", "token");
+        assert_eq!(
+            admit(write(
+                "create",
+                token,
+                ("default", "app"),
+                Some(&req("a1")),
+                None
+            )),
+            Ok(())
+        );
+        assert!(
+            admit(write(
+                "create",
+                token,
+                ("default", "app"),
+                Some(&req("b1")),
+                None
+            ))
+            .is_err()
+        );
+        assert!(
+            admit(write(
+                "create",
+                token,
+                ("default", "app"),
+                Some(&json!({})),
+                None
+            ))
+            .is_err()
+        );
+        let alice = UserInfo::authenticated("alice", vec![]);
+        assert_eq!(
+            admit_node_write(&alice, &write("update", nodes, ("", "x"), None, None), &g),
+            Ok(())
         );
     }
 

@@ -313,21 +313,82 @@ fn rule_covers(owned: &PolicyRule, atom: &Atom<'_>) -> bool {
     }
 }
 
-/// The requested rules `owned` does not fully cover (empty: `owned` covers them all).
-pub fn uncovered(owned: &[PolicyRule], requested: &[PolicyRule]) -> Vec<PolicyRule> {
-    requested
-        .iter()
-        .filter(|r| {
-            !atoms(r)
-                .iter()
-                .all(|a| owned.iter().any(|o| rule_covers(o, a)))
-        })
-        .cloned()
-        .collect()
+/// The atomic permissions of `requested` that `owned` does not cover, compacted as kube does:
+/// plain resource rules (one group, one resource, no names) with the same group and resource
+/// are merged into one rule listing their verbs.
+pub fn missing_rights(owned: &[PolicyRule], requested: &[PolicyRule]) -> Vec<PolicyRule> {
+    let mut missing: Vec<PolicyRule> = Vec::new();
+    for rule in requested {
+        for atom in atoms(rule) {
+            if owned.iter().any(|o| rule_covers(o, &atom)) {
+                continue;
+            }
+            let atom_rule = match atom {
+                Atom::Url { verb, url } => PolicyRule {
+                    verbs: vec![verb.to_string()],
+                    non_resource_urls: vec![url.to_string()],
+                    ..PolicyRule::default()
+                },
+                Atom::Resource {
+                    verb,
+                    group,
+                    resource,
+                    name,
+                } => PolicyRule {
+                    verbs: vec![verb.to_string()],
+                    api_groups: vec![group.to_string()],
+                    resources: vec![resource.to_string()],
+                    resource_names: name.map(|n| vec![n.to_string()]).unwrap_or_default(),
+                    ..PolicyRule::default()
+                },
+            };
+            let simple =
+                atom_rule.resource_names.is_empty() && atom_rule.non_resource_urls.is_empty();
+            let merged = simple
+                && missing.iter_mut().any(|m| {
+                    let same = m.resource_names.is_empty()
+                        && m.non_resource_urls.is_empty()
+                        && m.api_groups == atom_rule.api_groups
+                        && m.resources == atom_rule.resources;
+                    if same && !m.verbs.contains(&atom_rule.verbs[0]) {
+                        m.verbs.push(atom_rule.verbs[0].clone());
+                    }
+                    same
+                });
+            if !merged && !missing.contains(&atom_rule) {
+                missing.push(atom_rule);
+            }
+        }
+    }
+    missing
+}
+
+/// Go's `%q` of a string list: `["get" "list"]`.
+fn go_quoted(list: &[String]) -> String {
+    let items: Vec<String> = list.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", items.join(" "))
+}
+
+/// A rule as kube prints it in escalation errors: `{APIGroups:[""], Resources:["secrets"], Verbs:["get"]}`.
+pub fn compact_string(rule: &PolicyRule) -> String {
+    let parts: Vec<String> = [
+        ("APIGroups", &rule.api_groups),
+        ("Resources", &rule.resources),
+        ("NonResourceURLs", &rule.non_resource_urls),
+        ("ResourceNames", &rule.resource_names),
+        ("Verbs", &rule.verbs),
+    ]
+    .into_iter()
+    .filter(|(_, list)| !list.is_empty())
+    .map(|(label, list)| format!("{label}:{}", go_quoted(list)))
+    .collect();
+    format!("{{{}}}", parts.join(", "))
 }
 
 /// Escalation prevention: `user` may grant `rules` in `namespace` ("" for cluster-wide) only
-/// if it already holds them there. `system:masters` may grant anything.
+/// if it already holds them there. `system:masters` may grant anything. The error is kube's:
+/// `user "alice" (groups=["devs" "system:authenticated"]) is attempting to grant RBAC
+/// permissions not currently held:` and the missing rules, one a line.
 pub fn can_grant(
     objects: &dyn RbacObjects,
     user: &UserInfo,
@@ -337,14 +398,18 @@ pub fn can_grant(
     if user.in_group(MASTERS) {
         return Ok(());
     }
-    let missing = uncovered(&rules_for(objects, user, namespace), rules);
+    let missing = missing_rights(&rules_for(objects, user, namespace), rules);
     if missing.is_empty() {
         return Ok(());
     }
-    let missing = serde_json::to_string(&missing).unwrap_or_default();
+    let mut lines: Vec<String> = missing.iter().map(compact_string).collect();
+    lines.sort();
+    lines.dedup();
     Err(format!(
-        "user {:?} is attempting to grant RBAC permissions not currently held: {missing}",
-        user.name
+        "user {:?} (groups={}) is attempting to grant RBAC permissions not currently held:\n{}",
+        user.name,
+        go_quoted(&user.groups),
+        lines.join("\n")
     ))
 }
 
@@ -381,12 +446,14 @@ pub fn check_binding_write(
 ) -> Result<(), String> {
     let kind = role_ref["kind"].as_str().unwrap_or_default();
     let name = role_ref["name"].as_str().unwrap_or_default();
-    let (resource, role_ns) = if kind == "Role" {
-        ("roles", namespace)
+    let resource = if kind == "Role" {
+        "roles"
     } else {
-        ("clusterroles", "")
+        "clusterroles"
     };
-    let attrs = Attributes::resource(user, "bind", GROUP, resource, role_ns, name);
+    // As in kube, `bind` is asked in the binding's namespace, so a Role there may grant
+    // binding a ClusterRole by name.
+    let attrs = Attributes::resource(user, "bind", GROUP, resource, namespace, name);
     if authorize(&attrs, objects).allowed() || user.in_group(MASTERS) {
         return Ok(());
     }
@@ -778,6 +845,13 @@ mod tests {
         let any_secret =
             rule_json(json!({"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}));
         assert!(can_grant(&o, &sa, &[any_secret], "dev").is_err());
+        let two_verbs = rule_json(
+            json!({"verbs": ["get", "list"], "apiGroups": [""], "resources": ["secrets"]}),
+        );
+        assert_eq!(
+            can_grant(&o, &sa, &[two_verbs], "dev").unwrap_err(),
+            "user \"system:serviceaccount:dev:app\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\" \"list\"]}"
+        );
         assert!(can_grant(&o, &user("root", &[MASTERS]), &[all_rule()], "").is_ok());
         let role_ref = json!({"kind": "ClusterRole", "name": "scaler"});
         assert!(check_binding_write(&o, &dev_admin, "dev", &role_ref).is_ok());

@@ -51,6 +51,12 @@ pub struct KubernetesClaim {
     pub pod: Option<ObjectRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<ObjectRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<ObjectRef>,
+    /// For a kubelet's pod-bound token whose lifetime the server extended: when the token
+    /// would have expired (unix seconds); using it later is still accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warnafter: Option<i64>,
 }
 
 /// The claims of a service account token.
@@ -92,7 +98,11 @@ pub struct TokenRequest {
     /// Issue time, unix seconds.
     pub now: i64,
     pub pod: Option<ObjectRef>,
+    /// The pod's node (pod-bound tokens), or the node a token is bound to.
     pub node: Option<ObjectRef>,
+    pub secret: Option<ObjectRef>,
+    /// Seconds after `now` for the `warnafter` claim of an extended token.
+    pub warn_after_seconds: Option<i64>,
 }
 
 /// A token whose signature, time window and audience were checked.
@@ -125,7 +135,9 @@ impl VerifiedToken {
         }
         if let Some(node) = &k.node {
             extra(EXTRA_NODE_NAME, &node.name);
-            extra(EXTRA_NODE_UID, &node.uid);
+            if !node.uid.is_empty() {
+                extra(EXTRA_NODE_UID, &node.uid);
+            }
         }
         extra(EXTRA_CREDENTIAL_ID, &format!("JTI={}", self.claims.jti));
         user
@@ -191,6 +203,8 @@ impl TokenSigner {
                 serviceaccount: req.service_account.clone(),
                 pod: req.pod.clone(),
                 node: req.node.clone(),
+                secret: req.secret.clone(),
+                warnafter: req.warn_after_seconds.map(|s| req.now.saturating_add(s)),
             },
         };
         self.sign(&claims)
@@ -345,6 +359,8 @@ mod tests {
                 uid: "pod-uid".into(),
             }),
             node: None,
+            secret: None,
+            warn_after_seconds: None,
         }
     }
 
