@@ -4,6 +4,7 @@
 
 #[path = "../storage/etcd_process.rs"]
 mod etcd_process;
+mod controllers_jobs;
 mod harness;
 mod kubectl_basics;
 mod kubectl_protobuf;
