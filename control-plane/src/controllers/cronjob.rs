@@ -265,7 +265,11 @@ pub fn job_for(cronjob: &CronJob, at: DateTime<Utc>, schedule: &Schedule) -> Job
     let local = schedule.to_local(at);
     let stamp = match &schedule.zone {
         Some(zone) => jiff::Timestamp::from_second(at.timestamp())
-            .map(|ts| ts.to_zoned(zone.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
+            .map(|ts| {
+                ts.to_zoned(zone.clone())
+                    .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                    .to_string()
+            })
             .unwrap_or_else(|_| local.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
         None => at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
     };
@@ -291,16 +295,19 @@ pub fn job_for(cronjob: &CronJob, at: DateTime<Utc>, schedule: &Schedule) -> Job
 /// Runs until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    Controller::new(Api::<CronJob>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Job>::all(client.clone()), watcher::Config::default())
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, Arc::new(client))
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "cronjob reconcile");
-            }
-        })
-        .await;
+    Controller::new(
+        Api::<CronJob>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<Job>::all(client.clone()), watcher::Config::default())
+    .graceful_shutdown_on(shutdown.cancelled_owned())
+    .run(reconcile, error_policy, Arc::new(client))
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "cronjob reconcile");
+        }
+    })
+    .await;
 }
 
 fn error_policy(_cj: Arc<CronJob>, error: &kube::Error, _client: Arc<Client>) -> Action {
@@ -361,9 +368,19 @@ async fn reconcile(cached: Arc<CronJob>, client: Arc<Client>) -> Result<Action, 
             } else {
                 "Failed"
             };
-            let message = format!("Saw completed job: {}, condition: {condition}", job.name_any());
-            record(&client, COMPONENT, &cronjob, EventType::Normal, "SawCompletedJob", &message)
-                .await;
+            let message = format!(
+                "Saw completed job: {}, condition: {condition}",
+                job.name_any()
+            );
+            record(
+                &client,
+                COMPONENT,
+                &cronjob,
+                EventType::Normal,
+                "SawCompletedJob",
+                &message,
+            )
+            .await;
         }
         if has_condition(job, "Complete")
             && let Some(done) = job
@@ -379,24 +396,79 @@ async fn reconcile(cached: Arc<CronJob>, client: Arc<Client>) -> Result<Action, 
             status.last_successful_time = Some(Time(done));
         }
     }
-    let mut active: Vec<ObjectReference> = running.iter().map(|j| reference(j)).collect();
+    // Only Jobs this controller started stay active; others it merely notes (as kube does).
+    let mut active: Vec<ObjectReference> = Vec::new();
+    for job in &running {
+        let listed = status
+            .active
+            .iter()
+            .flatten()
+            .any(|r| r.uid == job.metadata.uid);
+        if listed {
+            active.push(reference(job));
+        } else {
+            let message = format!(
+                "Saw a job that the controller did not create or forgot: {}",
+                job.name_any()
+            );
+            record(
+                &client,
+                COMPONENT,
+                &cronjob,
+                EventType::Warning,
+                "UnexpectedJob",
+                &message,
+            )
+            .await;
+        }
+    }
 
     // History limits.
-    delete_history(&client, &cronjob, &jobs, &owned, true, spec.successful_jobs_history_limit.unwrap_or(3)).await;
-    delete_history(&client, &cronjob, &jobs, &owned, false, spec.failed_jobs_history_limit.unwrap_or(1)).await;
+    delete_history(
+        &client,
+        &cronjob,
+        &jobs,
+        &owned,
+        true,
+        spec.successful_jobs_history_limit.unwrap_or(3),
+    )
+    .await;
+    delete_history(
+        &client,
+        &cronjob,
+        &jobs,
+        &owned,
+        false,
+        spec.failed_jobs_history_limit.unwrap_or(1),
+    )
+    .await;
 
     let now = Utc::now();
     let mut requeue = None;
     match Schedule::new(&spec.schedule, spec.time_zone.as_deref()) {
         Err(message) => {
-            record(&client, COMPONENT, &cronjob, EventType::Warning, "UnparseableSchedule", &message).await;
+            record(
+                &client,
+                COMPONENT,
+                &cronjob,
+                EventType::Warning,
+                "UnparseableSchedule",
+                &message,
+            )
+            .await;
         }
         Ok(schedule) => {
             let earliest = status
                 .last_schedule_time
                 .as_ref()
                 .and_then(to_chrono)
-                .or_else(|| cronjob.metadata.creation_timestamp.as_ref().and_then(to_chrono))
+                .or_else(|| {
+                    cronjob
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .and_then(to_chrono)
+                })
                 .unwrap_or(now);
             let inputs = Inputs {
                 schedule: &schedule,
@@ -412,19 +484,31 @@ async fn reconcile(cached: Arc<CronJob>, client: Arc<Client>) -> Result<Action, 
                 record(&client, COMPONENT, &cronjob, EventType::Warning, "TooManyMissedTimes",
                     "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew").await;
             }
-            requeue = next.map(|n| (n - now).to_std().unwrap_or_default() + Duration::from_millis(100));
+            requeue =
+                next.map(|n| (n - now).to_std().unwrap_or_default() + Duration::from_millis(100));
             match decision {
                 Decision::Wait => {}
                 Decision::Missed { at } => {
-                    let message = format!("Missed scheduled time to start a job: {}", at.to_rfc3339());
-                    record(&client, COMPONENT, &cronjob, EventType::Warning, "MissSchedule", &message).await;
+                    let message =
+                        format!("Missed scheduled time to start a job: {}", at.to_rfc3339());
+                    record(
+                        &client,
+                        COMPONENT,
+                        &cronjob,
+                        EventType::Warning,
+                        "MissSchedule",
+                        &message,
+                    )
+                    .await;
                 }
                 Decision::Forbidden { at } => {
                     tracing::debug!(cronjob = %cronjob.name_any(), %at, "not starting: a job is still running and the policy is Forbid");
                     // Retried when the running Job finishes (it is owned, so it wakes us).
                 }
                 Decision::Run { at, replace } => {
-                    let already = owned.iter().any(|j| j.name_any() == job_name(&cronjob.name_any(), at));
+                    let already = owned
+                        .iter()
+                        .any(|j| j.name_any() == job_name(&cronjob.name_any(), at));
                     if !already {
                         if replace {
                             for job in &running {
@@ -436,13 +520,29 @@ async fn reconcile(cached: Arc<CronJob>, client: Arc<Client>) -> Result<Action, 
                         match jobs.create(&PostParams::default(), &job).await {
                             Ok(created) => {
                                 let message = format!("Created job {}", created.name_any());
-                                record(&client, COMPONENT, &cronjob, EventType::Normal, "SuccessfulCreate", &message).await;
+                                record(
+                                    &client,
+                                    COMPONENT,
+                                    &cronjob,
+                                    EventType::Normal,
+                                    "SuccessfulCreate",
+                                    &message,
+                                )
+                                .await;
                                 active.push(reference(&created));
                             }
                             Err(kube::Error::Api(s)) if s.code == 409 => {}
                             Err(error) => {
                                 let message = format!("Error creating job: {error}");
-                                record(&client, COMPONENT, &cronjob, EventType::Warning, "FailedCreate", &message).await;
+                                record(
+                                    &client,
+                                    COMPONENT,
+                                    &cronjob,
+                                    EventType::Warning,
+                                    "FailedCreate",
+                                    &message,
+                                )
+                                .await;
                                 return Err(error);
                             }
                         }
@@ -506,7 +606,15 @@ async fn delete_job(client: &Client, cronjob: &CronJob, jobs: &Api<Job>, job: &J
     match jobs.delete(&job.name_any(), &params).await {
         Ok(_) => {
             let message = format!("Deleted job {}", job.name_any());
-            record(client, COMPONENT, cronjob, EventType::Normal, "SuccessfulDelete", &message).await;
+            record(
+                client,
+                COMPONENT,
+                cronjob,
+                EventType::Normal,
+                "SuccessfulDelete",
+                &message,
+            )
+            .await;
         }
         Err(kube::Error::Api(s)) if s.is_not_found() => {}
         Err(error) => tracing::warn!(%error, job = %job.name_any(), "deleting a cronjob's job"),
@@ -536,16 +644,25 @@ mod tests {
     #[test]
     fn runs_the_latest_due_time_and_wakes_for_the_next() {
         let schedule = Schedule::new("*/5 * * * *", None).expect("schedule");
-        let (decision, too_many, next) =
-            decide(&inputs(&schedule, "2024-01-01T00:00:00Z", "2024-01-01T00:12:30Z"));
+        let (decision, too_many, next) = decide(&inputs(
+            &schedule,
+            "2024-01-01T00:00:00Z",
+            "2024-01-01T00:12:30Z",
+        ));
         assert_eq!(
             decision,
-            Decision::Run { at: at("2024-01-01T00:10:00Z"), replace: false }
+            Decision::Run {
+                at: at("2024-01-01T00:10:00Z"),
+                replace: false
+            }
         );
         assert!(!too_many);
         assert_eq!(next, Some(at("2024-01-01T00:15:00Z")));
-        let (decision, _, _) =
-            decide(&inputs(&schedule, "2024-01-01T00:10:00Z", "2024-01-01T00:12:30Z"));
+        let (decision, _, _) = decide(&inputs(
+            &schedule,
+            "2024-01-01T00:10:00Z",
+            "2024-01-01T00:12:30Z",
+        ));
         assert_eq!(decision, Decision::Wait);
     }
 
@@ -554,11 +671,18 @@ mod tests {
         let schedule = Schedule::new("0 * * * *", None).expect("schedule");
         let mut input = inputs(&schedule, "2024-01-01T00:30:00Z", "2024-01-01T01:05:00Z");
         input.starting_deadline_seconds = Some(60);
-        assert_eq!(decide(&input).0, Decision::Wait, "01:00 lies before now-60s");
+        assert_eq!(
+            decide(&input).0,
+            Decision::Wait,
+            "01:00 lies before now-60s"
+        );
         input.starting_deadline_seconds = Some(600);
         assert_eq!(
             decide(&input).0,
-            Decision::Run { at: at("2024-01-01T01:00:00Z"), replace: false }
+            Decision::Run {
+                at: at("2024-01-01T01:00:00Z"),
+                replace: false
+            }
         );
         // Earliest inside the window but the due time itself too old.
         let mut input = inputs(&schedule, "2024-01-01T00:30:00Z", "2024-01-01T01:05:00Z");
@@ -573,16 +697,27 @@ mod tests {
         let mut input = inputs(&schedule, "2024-01-01T00:00:00Z", "2024-01-01T00:01:10Z");
         input.active_jobs = 1;
         input.concurrency = Concurrency::Forbid;
-        assert_eq!(decide(&input).0, Decision::Forbidden { at: at("2024-01-01T00:01:00Z") });
+        assert_eq!(
+            decide(&input).0,
+            Decision::Forbidden {
+                at: at("2024-01-01T00:01:00Z")
+            }
+        );
         input.concurrency = Concurrency::Replace;
         assert_eq!(
             decide(&input).0,
-            Decision::Run { at: at("2024-01-01T00:01:00Z"), replace: true }
+            Decision::Run {
+                at: at("2024-01-01T00:01:00Z"),
+                replace: true
+            }
         );
         input.concurrency = Concurrency::Allow;
         assert_eq!(
             decide(&input).0,
-            Decision::Run { at: at("2024-01-01T00:01:00Z"), replace: false }
+            Decision::Run {
+                at: at("2024-01-01T00:01:00Z"),
+                replace: false
+            }
         );
         input.suspended = true;
         assert_eq!(decide(&input).0, Decision::Wait);
@@ -591,12 +726,18 @@ mod tests {
     #[test]
     fn many_missed_times_are_reported_and_the_latest_runs() {
         let schedule = Schedule::new("* * * * *", None).expect("schedule");
-        let (decision, too_many, _) =
-            decide(&inputs(&schedule, "2024-01-01T00:00:00Z", "2024-01-03T10:30:20Z"));
+        let (decision, too_many, _) = decide(&inputs(
+            &schedule,
+            "2024-01-01T00:00:00Z",
+            "2024-01-03T10:30:20Z",
+        ));
         assert!(too_many);
         assert_eq!(
             decision,
-            Decision::Run { at: at("2024-01-03T10:30:00Z"), replace: false }
+            Decision::Run {
+                at: at("2024-01-03T10:30:00Z"),
+                replace: false
+            }
         );
     }
 
@@ -621,6 +762,9 @@ mod tests {
 
     #[test]
     fn job_names_count_minutes_since_the_epoch() {
-        assert_eq!(job_name("backup", at("2024-01-01T00:10:00Z")), "backup-28401130");
+        assert_eq!(
+            job_name("backup", at("2024-01-01T00:10:00Z")),
+            "backup-28401130"
+        );
     }
 }

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions,
-    PropagationPolicy,
+    ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
 use kube::discovery::{Discovery, Scope, verbs};
 use kube::runtime::watcher::{self, Event as WatchEvent};
@@ -157,7 +156,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                     let resource = Arc::new(resource);
                     let mut graph = collector.graph();
                     graph.kinds.insert(
-                        (resource.resource.group.clone(), resource.resource.kind.clone()),
+                        (
+                            resource.resource.group.clone(),
+                            resource.resource.kind.clone(),
+                        ),
                         resource.clone(),
                     );
                     let watchable = [verbs::LIST, verbs::WATCH, verbs::DELETE]
@@ -443,7 +445,11 @@ async fn process_dependent(
         }),
         ..Default::default()
     };
-    match node.api(&collector.client).delete(&node.name, &params).await {
+    match node
+        .api(&collector.client)
+        .delete(&node.name, &params)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.is_not_found() || status.code == 409 => Ok(()),
         Err(error) => Err(error),
@@ -464,7 +470,7 @@ async fn remove_owner_refs(
         return Ok(());
     }
     let patch = json!({"metadata": {
-        "ownerReferences": kept,
+        "ownerReferences": (!kept.is_empty()).then_some(kept),
         "resourceVersion": node.resource_version,
     }});
     ignore_gone(
@@ -481,7 +487,7 @@ async fn remove_finalizer(
 ) -> Result<(), kube::Error> {
     let kept: Vec<&String> = node.finalizers.iter().filter(|f| *f != finalizer).collect();
     let patch = json!({"metadata": {
-        "finalizers": kept,
+        "finalizers": (!kept.is_empty()).then_some(kept),
         "resourceVersion": node.resource_version,
     }});
     ignore_gone(

@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, OwnerReference, Time,
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -229,7 +227,10 @@ fn condition_reason(job_status: &JobStatus, type_: &str) -> Option<(String, Stri
         })
 }
 
-async fn reconcile(cached: Arc<Job>, controller: Arc<JobController>) -> Result<Action, kube::Error> {
+async fn reconcile(
+    cached: Arc<Job>,
+    controller: Arc<JobController>,
+) -> Result<Action, kube::Error> {
     let namespace = cached.namespace().unwrap_or_default();
     let jobs: Api<Job> = Api::namespaced(controller.client.clone(), &namespace);
     let Some(job) = jobs.get_opt(&cached.name_any()).await? else {
@@ -351,14 +352,20 @@ async fn sync(
     let mut remaining = UncountedTerminatedPods::default();
     for u in uncounted.succeeded.iter().flatten() {
         if still_tracked(u) {
-            remaining.succeeded.get_or_insert_with(Vec::new).push(u.clone());
+            remaining
+                .succeeded
+                .get_or_insert_with(Vec::new)
+                .push(u.clone());
         } else if !indexed {
             succeeded += 1;
         }
     }
     for u in uncounted.failed.iter().flatten() {
         if still_tracked(u) {
-            remaining.failed.get_or_insert_with(Vec::new).push(u.clone());
+            remaining
+                .failed
+                .get_or_insert_with(Vec::new)
+                .push(u.clone());
         } else {
             failed += 1;
         }
@@ -369,8 +376,8 @@ async fn sync(
     status.succeeded = Some(succeeded);
     status.failed = Some(failed);
     status.uncounted_terminated_pods = Some(remaining.clone());
-    let uncounted_left = remaining.succeeded.iter().flatten().count()
-        + remaining.failed.iter().flatten().count();
+    let uncounted_left =
+        remaining.succeeded.iter().flatten().count() + remaining.failed.iter().flatten().count();
 
     let mut active: Vec<&Pod> = pods.iter().filter(|p| is_active(p)).collect();
     let terminating = pods
@@ -465,7 +472,13 @@ async fn sync(
             delete_pods(controller, &job, &pods_api, &active).await?;
             active.clear();
             if !has_condition(&job, "Suspended") {
-                set_condition(&mut status, "Suspended", true, "JobSuspended", "Job suspended");
+                set_condition(
+                    &mut status,
+                    "Suspended",
+                    true,
+                    "JobSuspended",
+                    "Job suspended",
+                );
                 status.start_time = None;
                 record(
                     &controller.client,
@@ -518,9 +531,8 @@ async fn sync(
     }
 
     status.active = Some(i32::try_from(active.len()).unwrap_or(i32::MAX));
-    status.ready = Some(
-        i32::try_from(active.iter().filter(|p| is_ready(p)).count()).unwrap_or(i32::MAX),
-    );
+    status.ready =
+        Some(i32::try_from(active.iter().filter(|p| is_ready(p)).count()).unwrap_or(i32::MAX));
     status.terminating = Some(i32::try_from(terminating).unwrap_or(i32::MAX));
     if job.status.as_ref() != Some(&status) {
         job.status = Some(status);
@@ -766,11 +778,15 @@ async fn remove_tracking_finalizer(pods_api: &Api<Pod>, pod: &Pod) -> Result<(),
         .filter(|f| *f != TRACKING_FINALIZER)
         .collect();
     let patch = json!({"metadata": {
-        "finalizers": kept,
+        "finalizers": (!kept.is_empty()).then_some(kept),
         "resourceVersion": pod.metadata.resource_version,
     }});
     match pods_api
-        .patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -843,11 +859,17 @@ mod tests {
         .expect("job");
         let pod = pod_for(&job, Some(2));
         assert_eq!(pod.metadata.generate_name.as_deref(), Some("x-2-"));
-        assert_eq!(pod.annotations().get(COMPLETION_INDEX).map(String::as_str), Some("2"));
+        assert_eq!(
+            pod.annotations().get(COMPLETION_INDEX).map(String::as_str),
+            Some("2")
+        );
         assert_eq!(pod.labels().get("a").map(String::as_str), Some("b"));
         let spec = pod.spec.expect("spec");
         assert_eq!(spec.hostname.as_deref(), Some("x-2"));
-        assert_eq!(pod.metadata.finalizers, Some(vec![TRACKING_FINALIZER.into()]));
+        assert_eq!(
+            pod.metadata.finalizers,
+            Some(vec![TRACKING_FINALIZER.into()])
+        );
         assert_eq!(pod.metadata.owner_references.expect("owner")[0].uid, "u1");
     }
 }

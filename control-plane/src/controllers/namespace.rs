@@ -28,15 +28,18 @@ pub const FINALIZER: &str = "kubernetes";
 /// Runs until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    Controller::new(Api::<Namespace>::all(client.clone()), watcher::Config::default())
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, Arc::new(client))
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "namespace reconcile");
-            }
-        })
-        .await;
+    Controller::new(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(shutdown.cancelled_owned())
+    .run(reconcile, error_policy, Arc::new(client))
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "namespace reconcile");
+        }
+    })
+    .await;
 }
 
 fn error_policy(_ns: Arc<Namespace>, error: &kube::Error, _client: Arc<Client>) -> Action {
@@ -153,12 +156,17 @@ async fn delete_content(client: &Client, namespace: &str) -> Progress {
             if object.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            match api.delete(&object.name_any(), &DeleteParams::default()).await {
+            match api
+                .delete(&object.name_any(), &DeleteParams::default())
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(status)) if status.is_not_found() || status.code == 409 => {}
-                Err(error) => progress
-                    .delete_errors
-                    .push(format!("{}/{}: {error}", resource.key(), object.name_any())),
+                Err(error) => progress.delete_errors.push(format!(
+                    "{}/{}: {error}",
+                    resource.key(),
+                    object.name_any()
+                )),
             }
         }
     }

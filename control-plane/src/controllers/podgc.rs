@@ -169,7 +169,11 @@ async fn mark_failed(client: &Client, pod: &Pod) {
         }],
     }});
     if let Err(error) = api
-        .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(patch))
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
         .await
     {
         tracing::debug!(%error, pod = %pod.name_any(), "marking an orphaned pod failed");
@@ -187,7 +191,9 @@ async fn force_delete(client: &Client, pod: &Pod, why: &str) {
         ..Default::default()
     };
     match api.delete(&pod.name_any(), &params).await {
-        Ok(_) => tracing::info!(pod = %pod.name_any(), namespace = ?pod.namespace(), "podgc deleted a pod: {why}"),
+        Ok(_) => {
+            tracing::info!(pod = %pod.name_any(), namespace = ?pod.namespace(), "podgc deleted a pod: {why}")
+        }
         Err(kube::Error::Api(status)) if status.is_not_found() || status.code == 409 => {}
         Err(error) => tracing::warn!(%error, pod = %pod.name_any(), "podgc could not delete a pod"),
     }

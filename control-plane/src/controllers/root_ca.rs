@@ -51,24 +51,27 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         client: client.clone(),
         bundle,
     });
-    Controller::new(Api::<Namespace>::all(client.clone()), watcher::Config::default())
-        .watches(
-            Api::<ConfigMap>::all(client),
-            watcher::Config::default(),
-            |cm: ConfigMap| {
-                (cm.name_any() == CONFIG_MAP)
-                    .then(|| cm.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns)))
-                    .flatten()
-            },
-        )
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, publisher)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "root-ca-cert-publisher reconcile");
-            }
-        })
-        .await;
+    Controller::new(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<ConfigMap>::all(client),
+        watcher::Config::default(),
+        |cm: ConfigMap| {
+            (cm.name_any() == CONFIG_MAP)
+                .then(|| cm.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns)))
+                .flatten()
+        },
+    )
+    .graceful_shutdown_on(shutdown.cancelled_owned())
+    .run(reconcile, error_policy, publisher)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "root-ca-cert-publisher reconcile");
+        }
+    })
+    .await;
 }
 
 fn error_policy(_ns: Arc<Namespace>, error: &kube::Error, _p: Arc<Publisher>) -> Action {
@@ -76,7 +79,10 @@ fn error_policy(_ns: Arc<Namespace>, error: &kube::Error, _p: Arc<Publisher>) ->
     Action::requeue(Duration::from_secs(1))
 }
 
-async fn reconcile(namespace: Arc<Namespace>, publisher: Arc<Publisher>) -> Result<Action, kube::Error> {
+async fn reconcile(
+    namespace: Arc<Namespace>,
+    publisher: Arc<Publisher>,
+) -> Result<Action, kube::Error> {
     if !is_active(&namespace) {
         return Ok(Action::await_change());
     }
@@ -84,14 +90,17 @@ async fn reconcile(namespace: Arc<Namespace>, publisher: Arc<Publisher>) -> Resu
     let maps: Api<ConfigMap> = Api::namespaced(publisher.client.clone(), &name);
     let wanted = BTreeMap::from([(KEY.to_string(), publisher.bundle.clone())]);
     let result = match maps.get_opt(CONFIG_MAP).await? {
-        Some(existing) if existing.data.as_ref() == Some(&wanted) => return Ok(Action::await_change()),
+        Some(existing) if existing.data.as_ref() == Some(&wanted) => {
+            return Ok(Action::await_change());
+        }
         Some(mut existing) => {
             existing.data = Some(wanted);
             existing.binary_data = None;
             existing
                 .annotations_mut()
                 .insert(DESCRIPTION_ANNOTATION.into(), DESCRIPTION.into());
-            maps.replace(CONFIG_MAP, &PostParams::default(), &existing).await
+            maps.replace(CONFIG_MAP, &PostParams::default(), &existing)
+                .await
         }
         None => {
             let map = ConfigMap {

@@ -22,24 +22,27 @@ pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 /// Runs until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    Controller::new(Api::<Namespace>::all(client.clone()), watcher::Config::default())
-        .watches(
-            Api::<ServiceAccount>::all(client.clone()),
-            watcher::Config::default(),
-            |sa: ServiceAccount| {
-                (sa.name_any() == DEFAULT_SERVICE_ACCOUNT)
-                    .then(|| sa.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns)))
-                    .flatten()
-            },
-        )
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, Arc::new(client))
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "serviceaccount reconcile");
-            }
-        })
-        .await;
+    Controller::new(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<ServiceAccount>::all(client.clone()),
+        watcher::Config::default(),
+        |sa: ServiceAccount| {
+            (sa.name_any() == DEFAULT_SERVICE_ACCOUNT)
+                .then(|| sa.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns)))
+                .flatten()
+        },
+    )
+    .graceful_shutdown_on(shutdown.cancelled_owned())
+    .run(reconcile, error_policy, Arc::new(client))
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "serviceaccount reconcile");
+        }
+    })
+    .await;
 }
 
 fn error_policy(_ns: Arc<Namespace>, error: &kube::Error, _client: Arc<Client>) -> Action {

@@ -44,8 +44,8 @@ pub fn time_left(job: &Job, now: Timestamp) -> Option<Duration> {
         return None;
     }
     let ttl = job.spec.as_ref()?.ttl_seconds_after_finished?;
-    let finished = finish_time(job)
-        .or_else(|| job.status.as_ref()?.completion_time.as_ref().map(|t| t.0))?;
+    let finished =
+        finish_time(job).or_else(|| job.status.as_ref()?.completion_time.as_ref().map(|t| t.0))?;
     let expires = finished + SignedDuration::from_secs(i64::from(ttl));
     Some(if now >= expires {
         Duration::ZERO
@@ -58,7 +58,8 @@ async fn reconcile(cached: Arc<Job>, client: Arc<Client>) -> Result<Action, kube
     if time_left(&cached, Timestamp::now()).is_none() {
         return Ok(Action::await_change());
     }
-    let jobs: Api<Job> = Api::namespaced((*client).clone(), &cached.namespace().unwrap_or_default());
+    let jobs: Api<Job> =
+        Api::namespaced((*client).clone(), &cached.namespace().unwrap_or_default());
     let Some(job) = jobs.get_opt(&cached.name_any()).await? else {
         return Ok(Action::await_change());
     };
@@ -106,9 +107,18 @@ mod tests {
     #[test]
     fn expiry_counts_from_the_finish() {
         let now: Timestamp = "2024-01-01T00:00:10Z".parse().expect("time");
-        assert_eq!(time_left(&job(Some(30), Some("2024-01-01T00:00:00Z")), now), Some(Duration::from_secs(20)));
-        assert_eq!(time_left(&job(Some(5), Some("2024-01-01T00:00:00Z")), now), Some(Duration::ZERO));
-        assert_eq!(time_left(&job(None, Some("2024-01-01T00:00:00Z")), now), None);
+        assert_eq!(
+            time_left(&job(Some(30), Some("2024-01-01T00:00:00Z")), now),
+            Some(Duration::from_secs(20))
+        );
+        assert_eq!(
+            time_left(&job(Some(5), Some("2024-01-01T00:00:00Z")), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            time_left(&job(None, Some("2024-01-01T00:00:00Z")), now),
+            None
+        );
         assert_eq!(time_left(&job(Some(0), None), now), None);
     }
 }

@@ -43,7 +43,10 @@ fn job_pods(api: &TestApiserver, job: &str) -> Vec<(String, String)> {
     out.lines()
         .filter_map(|l| {
             let mut parts = l.split_whitespace();
-            Some((parts.next()?.to_string(), parts.next().unwrap_or("").to_string()))
+            Some((
+                parts.next()?.to_string(),
+                parts.next().unwrap_or("").to_string(),
+            ))
         })
         .collect()
 }
@@ -52,7 +55,15 @@ fn set_phase(api: &TestApiserver, pod: &str, phase: &str) {
     let patch = format!("{{\"status\":{{\"phase\":\"{phase}\"}}}}");
     // The pod may be gone already (counted and released); that is fine.
     let _ = api.kubectl(
-        &["patch", "pod", pod, "--subresource=status", "--type=merge", "-p", &patch],
+        &[
+            "patch",
+            "pod",
+            pod,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
         None,
     );
 }
@@ -62,7 +73,10 @@ fn set_phase(api: &TestApiserver, pod: &str, phase: &str) {
 fn finish_pods_until(api: &TestApiserver, job: &str, phase: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done() {
-        assert!(Instant::now() < deadline, "job {job} did not get there in 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "job {job} did not get there in 30 s"
+        );
         for (pod, current) in job_pods(api, job) {
             if current != "Succeeded" && current != "Failed" {
                 set_phase(api, &pod, phase);
@@ -96,7 +110,12 @@ fn job_runs_its_completions_with_bounded_parallelism() {
         Some(&job("calc", "  completions: 3\n  parallelism: 2\n")),
     );
     // Two pods at once, owned by the Job and holding the tracking finalizer.
-    wait_for(&api, &["get", "job", "calc", "-o", "jsonpath={.status.active}"], "2 active pods", |a| a == "2");
+    wait_for(
+        &api,
+        &["get", "job", "calc", "-o", "jsonpath={.status.active}"],
+        "2 active pods",
+        |a| a == "2",
+    );
     let pods = job_pods(&api, "calc");
     assert_eq!(pods.len(), 2, "{pods:?}");
     let meta = api.ok(
@@ -106,11 +125,27 @@ fn job_runs_its_completions_with_bounded_parallelism() {
     assert_eq!(meta, "[\"batch.kubernetes.io/job-tracking\"] Job/calc calc");
 
     let complete = || {
-        let out = api.kubectl(&["wait", "--for=condition=complete", "job/calc", "--timeout=1s"], None);
+        let out = api.kubectl(
+            &[
+                "wait",
+                "--for=condition=complete",
+                "job/calc",
+                "--timeout=1s",
+            ],
+            None,
+        );
         out.status.success()
     };
     finish_pods_until(&api, "calc", "Succeeded", complete);
-    api.ok(&["wait", "--for=condition=complete", "job/calc", "--timeout=30s"], None);
+    api.ok(
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/calc",
+            "--timeout=30s",
+        ],
+        None,
+    );
     let status = api.ok(
         &["get", "job", "calc", "-o", "jsonpath={.status.succeeded} {.status.failed} {.status.active} {.status.completionTime}"],
         None,
@@ -119,7 +154,15 @@ fn job_runs_its_completions_with_bounded_parallelism() {
     assert_eq!(&fields[..3], ["3", "0", "0"], "{status}");
     assert!(!fields[3].is_empty(), "completionTime set: {status}");
     // Every counted pod was released from the finalizer; no pod beyond the 3 completions.
-    let finalizers = api.ok(&["get", "pods", "-o", "jsonpath={.items[*].metadata.finalizers}"], None);
+    let finalizers = api.ok(
+        &[
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={.items[*].metadata.finalizers}",
+        ],
+        None,
+    );
     assert!(!finalizers.contains("job-tracking"), "{finalizers}");
     assert_eq!(job_pods(&api, "calc").len(), 3);
     let described = api.ok(&["describe", "job", "calc"], None);
@@ -136,22 +179,49 @@ fn failing_pods_exhaust_the_backoff_limit() {
     let _controllers = start(&api, &["job"], ControllerConfig::default());
     api.ok(
         &["create", "-f", "-"],
-        Some(&job("flaky", "  parallelism: 2\n  completions: 4\n  backoffLimit: 1\n")),
+        Some(&job(
+            "flaky",
+            "  parallelism: 2\n  completions: 4\n  backoffLimit: 1\n",
+        )),
     );
-    wait_for(&api, &["get", "job", "flaky", "-o", "jsonpath={.status.active}"], "2 active pods", |a| a == "2");
+    wait_for(
+        &api,
+        &["get", "job", "flaky", "-o", "jsonpath={.status.active}"],
+        "2 active pods",
+        |a| a == "2",
+    );
     let failed = || {
-        api.kubectl(&["wait", "--for=condition=failed", "job/flaky", "--timeout=1s"], None)
-            .status
-            .success()
+        api.kubectl(
+            &[
+                "wait",
+                "--for=condition=failed",
+                "job/flaky",
+                "--timeout=1s",
+            ],
+            None,
+        )
+        .status
+        .success()
     };
     finish_pods_until(&api, "flaky", "Failed", failed);
-    assert_eq!(condition(&api, "job/flaky", "Failed", "reason"), "BackoffLimitExceeded");
     assert_eq!(
-        api.ok(&["get", "job", "flaky", "-o", "jsonpath={.status.failed}"], None),
+        condition(&api, "job/flaky", "Failed", "reason"),
+        "BackoffLimitExceeded"
+    );
+    assert_eq!(
+        api.ok(
+            &["get", "job", "flaky", "-o", "jsonpath={.status.failed}"],
+            None
+        ),
         "2"
     );
-    let described = wait_for(&api, &["describe", "job", "flaky"], "the event", |d| d.contains("BackoffLimitExceeded"));
-    assert!(described.contains("Job has reached the specified backoff limit"), "{described}");
+    let described = wait_for(&api, &["describe", "job", "flaky"], "the event", |d| {
+        d.contains("BackoffLimitExceeded")
+    });
+    assert!(
+        described.contains("Job has reached the specified backoff limit"),
+        "{described}"
+    );
 }
 
 #[test]
@@ -165,12 +235,36 @@ fn active_deadline_fails_the_job_and_removes_its_pods() {
         &["create", "-f", "-"],
         Some(&job("slow", "  activeDeadlineSeconds: 2\n")),
     );
-    wait_for(&api, &["get", "job", "slow", "-o", "jsonpath={.status.active}"], "1 active pod", |a| a == "1");
-    api.ok(&["wait", "--for=condition=failed", "job/slow", "--timeout=30s"], None);
-    assert_eq!(condition(&api, "job/slow", "Failed", "reason"), "DeadlineExceeded");
-    wait_for(&api, &["get", "pods", "-o", "name"], "the pod to be deleted", |p| p.trim().is_empty());
+    wait_for(
+        &api,
+        &["get", "job", "slow", "-o", "jsonpath={.status.active}"],
+        "1 active pod",
+        |a| a == "1",
+    );
+    api.ok(
+        &[
+            "wait",
+            "--for=condition=failed",
+            "job/slow",
+            "--timeout=30s",
+        ],
+        None,
+    );
     assert_eq!(
-        api.ok(&["get", "job", "slow", "-o", "jsonpath={.status.active}"], None),
+        condition(&api, "job/slow", "Failed", "reason"),
+        "DeadlineExceeded"
+    );
+    wait_for(
+        &api,
+        &["get", "pods", "-o", "name"],
+        "the pod to be deleted",
+        |p| p.trim().is_empty(),
+    );
+    assert_eq!(
+        api.ok(
+            &["get", "job", "slow", "-o", "jsonpath={.status.active}"],
+            None
+        ),
         "0"
     );
 }
@@ -195,7 +289,12 @@ fn finished_job_with_zero_ttl_is_deleted_with_its_pods() {
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")
     };
     finish_pods_until(&api, "brief", "Succeeded", gone);
-    wait_for(&api, &["get", "pods", "-o", "name"], "the job's pods to be collected", |p| p.trim().is_empty());
+    wait_for(
+        &api,
+        &["get", "pods", "-o", "name"],
+        "the job's pods to be collected",
+        |p| p.trim().is_empty(),
+    );
 }
 
 fn replica_set(name: &str) -> String {
@@ -220,7 +319,10 @@ fn owner_with_pods(api: &TestApiserver, name: &str, count: usize, pod_finalizer:
 }
 
 fn pods_of(api: &TestApiserver, app: &str) -> String {
-    api.ok(&["get", "pods", "-l", &format!("app={app}"), "-o", "name"], None)
+    api.ok(
+        &["get", "pods", "-l", &format!("app={app}"), "-o", "name"],
+        None,
+    )
 }
 
 #[test]
@@ -234,35 +336,107 @@ fn garbage_collector_background_foreground_and_orphan() {
     // Background: the owner goes at once, then its dependents.
     owner_with_pods(&api, "bg", 2, None);
     api.ok(&["delete", "rs", "bg", "--cascade=background"], None);
-    wait_for(&api, &["get", "pods", "-l", "app=bg", "-o", "name"], "bg's pods to be collected", |p| p.trim().is_empty());
+    wait_for(
+        &api,
+        &["get", "pods", "-l", "app=bg", "-o", "name"],
+        "bg's pods to be collected",
+        |p| p.trim().is_empty(),
+    );
 
     // A ConfigMap owned by a Secret that is deleted: resources beyond workloads count too.
-    api.ok(&["create", "secret", "generic", "keeper", "--from-literal=k=v"], None);
-    let uid = api.ok(&["get", "secret", "keeper", "-o", "jsonpath={.metadata.uid}"], None);
+    api.ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "keeper",
+            "--from-literal=k=v",
+        ],
+        None,
+    );
+    let uid = api.ok(
+        &["get", "secret", "keeper", "-o", "jsonpath={.metadata.uid}"],
+        None,
+    );
     let cm = format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n  namespace: default\n  ownerReferences:\n  - apiVersion: v1\n    kind: Secret\n    name: keeper\n    uid: {uid}\ndata:\n  a: b\n"
     );
     api.ok(&["create", "-f", "-"], Some(&cm));
     api.ok(&["delete", "secret", "keeper"], None);
-    wait_for(&api, &["get", "configmaps", "-o", "name"], "the owned configmap to be collected", |c| !c.contains("configmap/kept"));
+    wait_for(
+        &api,
+        &["get", "configmaps", "-o", "name"],
+        "the owned configmap to be collected",
+        |c| !c.contains("configmap/kept"),
+    );
 
     // Foreground: the owner waits (with the foregroundDeletion finalizer) while a blocking
     // dependent remains, and goes once it is gone.
     owner_with_pods(&api, "fg", 1, Some("example.com/hold"));
-    api.ok(&["delete", "rs", "fg", "--cascade=foreground", "--wait=false"], None);
-    wait_for(&api, &["get", "pod", "fg-0", "-o", "jsonpath={.metadata.deletionTimestamp}"], "the dependent to be deleted", |t| !t.is_empty());
+    api.ok(
+        &["delete", "rs", "fg", "--cascade=foreground", "--wait=false"],
+        None,
+    );
+    wait_for(
+        &api,
+        &[
+            "get",
+            "pod",
+            "fg-0",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ],
+        "the dependent to be deleted",
+        |t| !t.is_empty(),
+    );
     std::thread::sleep(Duration::from_millis(1500));
-    let owner = api.ok(&["get", "rs", "fg", "-o", "jsonpath={.metadata.finalizers}"], None);
-    assert!(owner.contains("foregroundDeletion"), "the owner waits: {owner}");
-    api.ok(&["patch", "pod", "fg-0", "--type=merge", "-p", "{\"metadata\":{\"finalizers\":null}}"], None);
-    wait_for(&api, &["get", "rs", "-o", "name"], "the owner to go after its dependent", |r| !r.contains("replicaset.apps/fg"));
+    let owner = api.ok(
+        &["get", "rs", "fg", "-o", "jsonpath={.metadata.finalizers}"],
+        None,
+    );
+    assert!(
+        owner.contains("foregroundDeletion"),
+        "the owner waits: {owner}"
+    );
+    api.ok(
+        &[
+            "patch",
+            "pod",
+            "fg-0",
+            "--type=merge",
+            "-p",
+            "{\"metadata\":{\"finalizers\":null}}",
+        ],
+        None,
+    );
+    wait_for(
+        &api,
+        &["get", "rs", "-o", "name"],
+        "the owner to go after its dependent",
+        |r| !r.contains("replicaset.apps/fg"),
+    );
 
     // Orphan: the owner goes, the dependents stay without the reference.
     owner_with_pods(&api, "or", 2, None);
     api.ok(&["delete", "rs", "or", "--cascade=orphan"], None);
-    wait_for(&api, &["get", "rs", "-o", "name"], "the orphaning owner to go", |r| !r.contains("replicaset.apps/or"));
+    wait_for(
+        &api,
+        &["get", "rs", "-o", "name"],
+        "the orphaning owner to go",
+        |r| !r.contains("replicaset.apps/or"),
+    );
     assert_eq!(pods_of(&api, "or").lines().count(), 2);
-    let refs = api.ok(&["get", "pods", "-l", "app=or", "-o", "jsonpath={.items[*].metadata.ownerReferences}"], None);
+    let refs = api.ok(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=or",
+            "-o",
+            "jsonpath={.items[*].metadata.ownerReferences}",
+        ],
+        None,
+    );
     assert!(refs.trim().is_empty(), "orphans keep no reference: {refs}");
 }
 
@@ -274,16 +448,41 @@ fn namespace_deletion_reports_and_waits_for_finalizers() {
     let api = TestApiserver::start();
     let _controllers = start(&api, &["namespace"], ControllerConfig::default());
     api.ok(&["create", "namespace", "doomed"], None);
-    api.ok(&["-n", "doomed", "create", "configmap", "plain", "--from-literal=a=b"], None);
+    api.ok(
+        &[
+            "-n",
+            "doomed",
+            "create",
+            "configmap",
+            "plain",
+            "--from-literal=a=b",
+        ],
+        None,
+    );
     api.ok(
         &["create", "-f", "-"],
         Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: doomed\n  finalizers: [\"example.com/hold\"]\n"),
     );
-    api.ok(&["-n", "doomed", "run", "worker", "--image=registry.example/app:1"], None);
+    api.ok(
+        &[
+            "-n",
+            "doomed",
+            "run",
+            "worker",
+            "--image=registry.example/app:1",
+        ],
+        None,
+    );
     api.ok(&["delete", "namespace", "doomed", "--wait=false"], None);
     let message = wait_for(
         &api,
-        &["get", "namespace", "doomed", "-o", "jsonpath={.status.conditions[?(@.type==\"NamespaceFinalizersRemaining\")].message}"],
+        &[
+            "get",
+            "namespace",
+            "doomed",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"NamespaceFinalizersRemaining\")].message}",
+        ],
         "the finalizers condition",
         |m| !m.is_empty(),
     );
@@ -291,11 +490,39 @@ fn namespace_deletion_reports_and_waits_for_finalizers() {
         message,
         "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"
     );
-    assert_eq!(condition(&api, "namespace/doomed", "NamespaceDeletionContentFailure", "status"), "False");
-    let left = api.ok(&["-n", "doomed", "get", "configmaps,pods", "-o", "name"], None);
+    assert_eq!(
+        condition(
+            &api,
+            "namespace/doomed",
+            "NamespaceDeletionContentFailure",
+            "status"
+        ),
+        "False"
+    );
+    let left = api.ok(
+        &["-n", "doomed", "get", "configmaps,pods", "-o", "name"],
+        None,
+    );
     assert_eq!(left.trim(), "configmap/held", "everything else is gone");
-    api.ok(&["-n", "doomed", "patch", "configmap", "held", "--type=merge", "-p", "{\"metadata\":{\"finalizers\":null}}"], None);
-    wait_for(&api, &["get", "namespaces", "-o", "name"], "the namespace to go", |n| !n.contains("namespace/doomed"));
+    api.ok(
+        &[
+            "-n",
+            "doomed",
+            "patch",
+            "configmap",
+            "held",
+            "--type=merge",
+            "-p",
+            "{\"metadata\":{\"finalizers\":null}}",
+        ],
+        None,
+    );
+    wait_for(
+        &api,
+        &["get", "namespaces", "-o", "name"],
+        "the namespace to go",
+        |n| !n.contains("namespace/doomed"),
+    );
 }
 
 #[test]
@@ -314,15 +541,71 @@ fn every_namespace_gets_its_service_account_and_root_ca() {
     let _controllers = start(&api, &["serviceaccount", "root-ca-cert-publisher"], config);
     api.ok(&["create", "namespace", "team"], None);
     for ns in ["default", "kube-system", "team"] {
-        wait_for(&api, &["-n", ns, "get", "serviceaccount", "default", "-o", "name"], "the default service account", |s| s.trim() == "serviceaccount/default");
-        let data = wait_for(&api, &["-n", ns, "get", "configmap", "kube-root-ca.crt", "-o", "jsonpath={.data.ca\\.crt}"], "kube-root-ca.crt", |d| !d.is_empty());
+        wait_for(
+            &api,
+            &["-n", ns, "get", "serviceaccount", "default", "-o", "name"],
+            "the default service account",
+            |s| s.trim() == "serviceaccount/default",
+        );
+        let data = wait_for(
+            &api,
+            &[
+                "-n",
+                ns,
+                "get",
+                "configmap",
+                "kube-root-ca.crt",
+                "-o",
+                "jsonpath={.data.ca\\.crt}",
+            ],
+            "kube-root-ca.crt",
+            |d| !d.is_empty(),
+        );
         assert_eq!(data, bundle);
     }
     // Deleted or edited, they come back.
     api.ok(&["-n", "team", "delete", "serviceaccount", "default"], None);
-    api.ok(&["-n", "team", "patch", "configmap", "kube-root-ca.crt", "--type=merge", "-p", "{\"data\":{\"ca.crt\":\"tampered\"}}"], None);
-    wait_for(&api, &["-n", "team", "get", "serviceaccount", "default", "-o", "name"], "the recreated service account", |s| s.trim() == "serviceaccount/default");
-    wait_for(&api, &["-n", "team", "get", "configmap", "kube-root-ca.crt", "-o", "jsonpath={.data.ca\\.crt}"], "the restored bundle", |d| d == bundle);
+    api.ok(
+        &[
+            "-n",
+            "team",
+            "patch",
+            "configmap",
+            "kube-root-ca.crt",
+            "--type=merge",
+            "-p",
+            "{\"data\":{\"ca.crt\":\"tampered\"}}",
+        ],
+        None,
+    );
+    wait_for(
+        &api,
+        &[
+            "-n",
+            "team",
+            "get",
+            "serviceaccount",
+            "default",
+            "-o",
+            "name",
+        ],
+        "the recreated service account",
+        |s| s.trim() == "serviceaccount/default",
+    );
+    wait_for(
+        &api,
+        &[
+            "-n",
+            "team",
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ],
+        "the restored bundle",
+        |d| d == bundle,
+    );
 }
 
 #[test]
@@ -346,11 +629,19 @@ fn podgc_removes_pods_of_nodes_that_do_not_exist() {
         quarantine: Duration::from_millis(500),
         terminated_pod_threshold: 12500,
     };
-    let _podgc = Component::start(&api, move |client, token| podgc::run_with(client, settings, token));
-    wait_for(&api, &["get", "pods", "-o", "name"], "the stranded pod to be collected", |p| {
-        !p.contains("pod/stranded")
+    let _podgc = Component::start(&api, move |client, token| {
+        podgc::run_with(client, settings, token)
     });
-    assert!(api.ok(&["get", "pods", "-o", "name"], None).contains("pod/placed"));
+    wait_for(
+        &api,
+        &["get", "pods", "-o", "name"],
+        "the stranded pod to be collected",
+        |p| !p.contains("pod/stranded"),
+    );
+    assert!(
+        api.ok(&["get", "pods", "-o", "name"], None)
+            .contains("pod/placed")
+    );
 }
 
 #[test]
@@ -365,7 +656,16 @@ fn cronjob_starts_the_job_that_is_due() {
     );
     // Without any controller, kubectl can start a Job from the template.
     api.ok(&["create", "job", "--from=cronjob/tick", "by-hand"], None);
-    let owner = api.ok(&["get", "job", "by-hand", "-o", "jsonpath={.metadata.ownerReferences[0].name}"], None);
+    let owner = api.ok(
+        &[
+            "get",
+            "job",
+            "by-hand",
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].name}",
+        ],
+        None,
+    );
     assert_eq!(owner, "tick");
     // The CronJob last ran ten minutes ago, so a start is due now: no need to wait for the
     // clock to reach the next minute.
@@ -374,25 +674,66 @@ fn cronjob_starts_the_job_that_is_due() {
         "{{\"status\":{{\"lastScheduleTime\":\"{}\"}}}}",
         earlier.format("%Y-%m-%dT%H:%M:%SZ")
     );
-    api.ok(&["patch", "cronjob", "tick", "--subresource=status", "--type=merge", "-p", &patch], None);
+    api.ok(
+        &[
+            "patch",
+            "cronjob",
+            "tick",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
+        None,
+    );
     let _controllers = start(&api, &["cronjob"], ControllerConfig::default());
     let active = wait_for(
         &api,
-        &["get", "cronjob", "tick", "-o", "jsonpath={.status.active[*].name}"],
+        &[
+            "get",
+            "cronjob",
+            "tick",
+            "-o",
+            "jsonpath={.status.active[*].name}",
+        ],
         "the scheduled job",
         |a| a.starts_with("tick-"),
     );
-    let minutes: i64 = active.trim_start_matches("tick-").parse().expect("minutes since the epoch");
+    let minutes: i64 = active
+        .trim_start_matches("tick-")
+        .parse()
+        .expect("minutes since the epoch");
     let now_minutes = chrono::Utc::now().timestamp() / 60;
-    assert!((now_minutes - 1..=now_minutes).contains(&minutes), "{minutes} vs {now_minutes}");
+    assert!(
+        (now_minutes - 1..=now_minutes).contains(&minutes),
+        "{minutes} vs {now_minutes}"
+    );
     let stamp = api.ok(
-        &["get", "job", &active, "-o", "jsonpath={.metadata.annotations.batch\\.kubernetes\\.io/cronjob-scheduled-timestamp}"],
+        &[
+            "get",
+            "job",
+            &active,
+            "-o",
+            "jsonpath={.metadata.annotations.batch\\.kubernetes\\.io/cronjob-scheduled-timestamp}",
+        ],
         None,
     );
     let scheduled: chrono::DateTime<chrono::Utc> = stamp.parse().expect("an RFC 3339 timestamp");
     assert_eq!(scheduled.timestamp() / 60, minutes);
-    let last = api.ok(&["get", "cronjob", "tick", "-o", "jsonpath={.status.lastScheduleTime}"], None);
+    let last = api.ok(
+        &[
+            "get",
+            "cronjob",
+            "tick",
+            "-o",
+            "jsonpath={.status.lastScheduleTime}",
+        ],
+        None,
+    );
     assert_eq!(last, stamp);
     let described = api.ok(&["describe", "cronjob", "tick"], None);
-    assert!(described.contains(&format!("Created job {active}")), "{described}");
+    assert!(
+        described.contains(&format!("Created job {active}")),
+        "{described}"
+    );
 }

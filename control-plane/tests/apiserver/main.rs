@@ -2,9 +2,9 @@
 //! runs in-process on a free port over a temporary data dir, and every check goes through
 //! kubectl with the admin.kubeconfig the apiserver wrote (or a kubeconfig for another user).
 
+mod controllers_jobs;
 #[path = "../storage/etcd_process.rs"]
 mod etcd_process;
-mod controllers_jobs;
 mod harness;
 mod kubectl_basics;
 mod kubectl_protobuf;
