@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::{CronJob, Job, JobSpec};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff;
 use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
@@ -286,8 +286,8 @@ pub fn job_for(cronjob: &CronJob, at: DateTime<Utc>, schedule: &Schedule) -> Job
         block_owner_deletion: Some(true),
     }]);
     Job {
-        metadata: ObjectMeta { ..metadata },
-        spec: Some(template.spec.unwrap_or_else(JobSpec::default)),
+        metadata,
+        spec: Some(template.spec.unwrap_or_default()),
         status: None,
     }
 }

@@ -292,12 +292,11 @@ async fn sync(
             continue;
         }
         if phase(pod) == "Succeeded" {
-            if indexed {
-                if let Some(index) = completion_index(pod)
-                    && index < spec.completions.unwrap_or(0)
-                {
-                    completed.insert(index);
-                }
+            if indexed
+                && let Some(index) = completion_index(pod)
+                && index < spec.completions.unwrap_or(0)
+            {
+                completed.insert(index);
             }
             uncounted
                 .succeeded
