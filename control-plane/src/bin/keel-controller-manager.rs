@@ -38,6 +38,9 @@ struct Flags {
     /// The CA bundle published in each namespace's kube-root-ca.crt ConfigMap.
     #[arg(long)]
     root_ca_file: Option<PathBuf>,
+    /// Finished pods kept before the oldest are deleted (0 keeps all).
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: i32,
     /// Log filter (tracing's EnvFilter syntax); RUST_LOG, when set, wins.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -72,6 +75,7 @@ fn main() -> anyhow::Result<()> {
                 cluster_signing_cert_file: flags.cluster_signing_cert_file,
                 cluster_signing_key_file: flags.cluster_signing_key_file,
                 root_ca_file: flags.root_ca_file,
+                terminated_pod_gc_threshold: flags.terminated_pod_gc_threshold,
             },
         });
         run_as_leader(

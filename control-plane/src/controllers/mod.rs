@@ -6,6 +6,16 @@
 //! `CONTROLLERS` under kube-controller-manager's name for it; `--controllers` picks which run
 //! (`*` = the defaults, `name` adds one, `-name` removes one).
 
+pub mod cronjob;
+pub mod garbage_collector;
+pub mod job;
+pub mod job_events;
+pub mod namespace;
+pub mod podgc;
+pub mod root_ca;
+pub mod serviceaccount;
+pub mod ttl_after_finished;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +39,8 @@ pub struct ControllerConfig {
     pub cluster_signing_key_file: Option<std::path::PathBuf>,
     /// The CA bundle published as `kube-root-ca.crt` in every namespace (`--root-ca-file`).
     pub root_ca_file: Option<std::path::PathBuf>,
+    /// Finished pods kept before podgc deletes the oldest; 0 keeps all.
+    pub terminated_pod_gc_threshold: i32,
 }
 
 impl Default for ControllerConfig {
@@ -38,6 +50,7 @@ impl Default for ControllerConfig {
             cluster_signing_cert_file: None,
             cluster_signing_key_file: None,
             root_ca_file: None,
+            terminated_pod_gc_threshold: 12500,
         }
     }
 }
@@ -52,7 +65,48 @@ pub struct ControllerEntry {
 }
 
 /// Every controller keel-controller-manager has.
-pub const CONTROLLERS: &[ControllerEntry] = &[];
+pub const CONTROLLERS: &[ControllerEntry] = &[
+    ControllerEntry {
+        name: "job",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(job::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "cronjob",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(cronjob::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "ttl-after-finished",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(ttl_after_finished::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "podgc",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(podgc::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "garbagecollector",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(garbage_collector::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "namespace",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(namespace::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "serviceaccount",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(serviceaccount::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "root-ca-cert-publisher",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(root_ca::run(ctx, token)),
+    },
+];
 
 /// The controllers a `--controllers` list selects, in `CONTROLLERS` order; an unknown name
 /// is an error naming it.

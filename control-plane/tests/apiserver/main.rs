@@ -3,6 +3,7 @@
 //! kubectl with the admin.kubeconfig the apiserver wrote (or a kubeconfig for another user).
 
 mod auth_apis;
+mod controllers_jobs;
 #[path = "../storage/etcd_process.rs"]
 mod etcd_process;
 mod harness;

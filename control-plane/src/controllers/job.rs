@@ -1,0 +1,874 @@
+//! The Job controller ("job"): runs a Job's pods to completion. Creates pods from the
+//! template (owned by the Job, with the `batch.kubernetes.io/job-tracking` finalizer so no
+//! finished pod goes uncounted), counts finished pods exactly once through
+//! `status.uncountedTerminatedPods`, and decides: `completions`/`parallelism` (NonIndexed and
+//! Indexed), `backoffLimit` (BackoffLimitExceeded), `activeDeadlineSeconds` (DeadlineExceeded)
+//! and `suspend`. Like kube 1.32 it first sets `FailureTarget`/`SuccessCriteriaMet` and adds
+//! the terminal `Failed`/`Complete` condition once no pod of the Job is still running.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference, Time};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher::{self, Event as WatchEvent};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::Context;
+use super::job_events::{EventType, record};
+
+/// The finalizer that keeps a finished pod until the Job has counted it.
+pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
+/// Annotation and label naming an Indexed Job pod's completion index.
+pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+const COMPONENT: &str = "job-controller";
+const DEFAULT_BACKOFF_LIMIT: i32 = 6;
+/// The first retry after a failure waits this long, doubling per failure up to `MAX_BACKOFF`.
+const BASE_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(360);
+
+struct JobController {
+    client: Client,
+    /// When each Job (by uid) last counted a failed pod, for the retry backoff.
+    last_failure: Mutex<HashMap<String, Instant>>,
+}
+
+/// Runs the Job controller until `shutdown`.
+pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let client = ctx.client.clone();
+    let controller = Arc::new(JobController {
+        client: client.clone(),
+        last_failure: Mutex::new(HashMap::new()),
+    });
+    let sweeper = tokio::spawn(release_orphaned_pods(client.clone()));
+    Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<Pod>::all(client), watcher::Config::default())
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(reconcile, error_policy, controller)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "job reconcile");
+            }
+        })
+        .await;
+    sweeper.abort();
+}
+
+fn error_policy(_job: Arc<Job>, error: &kube::Error, _ctx: Arc<JobController>) -> Action {
+    tracing::debug!(%error, "job sync failed; retrying");
+    Action::requeue(Duration::from_millis(500))
+}
+
+/// Whether a Job condition of `type_` is True.
+pub fn has_condition(job: &Job, type_: &str) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == type_ && c.status == "True"))
+}
+
+/// Complete or Failed: the Job will not run pods again.
+pub fn is_finished(job: &Job) -> bool {
+    has_condition(job, "Complete") || has_condition(job, "Failed")
+}
+
+/// When a finished Job finished (its terminal condition's transition time).
+pub fn finish_time(job: &Job) -> Option<Timestamp> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        .and_then(|c| c.last_transition_time.as_ref().map(|t| t.0))
+}
+
+fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(phase(pod), "Succeeded" | "Failed")
+}
+
+fn is_deleting(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
+fn is_active(pod: &Pod) -> bool {
+    !is_terminal(pod) && !is_deleting(pod)
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn has_tracking_finalizer(pod: &Pod) -> bool {
+    pod.finalizers().iter().any(|f| f == TRACKING_FINALIZER)
+}
+
+fn completion_index(pod: &Pod) -> Option<i32> {
+    pod.annotations()
+        .get(COMPLETION_INDEX)
+        .and_then(|v| v.parse().ok())
+        .filter(|i| *i >= 0)
+}
+
+/// A label selector as the `labelSelector` query parameter spells it.
+pub fn selector_query(selector: &LabelSelector) -> String {
+    let mut parts: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for expression in selector.match_expressions.iter().flatten() {
+        let values = expression.values.clone().unwrap_or_default().join(",");
+        let key = &expression.key;
+        parts.push(match expression.operator.as_str() {
+            "In" => format!("{key} in ({values})"),
+            "NotIn" => format!("{key} notin ({values})"),
+            "Exists" => key.clone(),
+            _ => format!("!{key}"),
+        });
+    }
+    parts.join(",")
+}
+
+/// `"0-2,4"` → {0,1,2,4}; malformed pieces are skipped.
+pub fn parse_indexes(text: &str) -> BTreeSet<i32> {
+    let mut set = BTreeSet::new();
+    for piece in text.split(',').filter(|p| !p.is_empty()) {
+        match piece.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<i32>(), b.parse::<i32>()) {
+                    set.extend(a..=b);
+                }
+            }
+            None => {
+                if let Ok(i) = piece.parse() {
+                    set.insert(i);
+                }
+            }
+        }
+    }
+    set
+}
+
+/// {0,1,2,4} → `"0-2,4"`.
+pub fn format_indexes(set: &BTreeSet<i32>) -> String {
+    let mut parts = Vec::new();
+    let mut iter = set.iter().copied().peekable();
+    while let Some(start) = iter.next() {
+        let mut end = start;
+        while iter.peek() == Some(&(end + 1)) {
+            end += 1;
+            iter.next();
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+    }
+    parts.join(",")
+}
+
+fn set_condition(status: &mut JobStatus, type_: &str, value: bool, reason: &str, message: &str) {
+    let now = Time(Timestamp::now());
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    let wanted = if value { "True" } else { "False" };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(existing) => {
+            if existing.status != wanted {
+                existing.last_transition_time = Some(now.clone());
+            }
+            existing.status = wanted.into();
+            existing.reason = Some(reason.into());
+            existing.message = Some(message.into());
+            existing.last_probe_time = Some(now);
+        }
+        None => conditions.push(JobCondition {
+            type_: type_.into(),
+            status: wanted.into(),
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            last_probe_time: Some(now.clone()),
+            last_transition_time: Some(now),
+        }),
+    }
+}
+
+fn condition_reason(job_status: &JobStatus, type_: &str) -> Option<(String, String)> {
+    job_status
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+        .map(|c| {
+            (
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
+}
+
+async fn reconcile(
+    cached: Arc<Job>,
+    controller: Arc<JobController>,
+) -> Result<Action, kube::Error> {
+    let namespace = cached.namespace().unwrap_or_default();
+    let jobs: Api<Job> = Api::namespaced(controller.client.clone(), &namespace);
+    let Some(job) = jobs.get_opt(&cached.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    if job.metadata.uid != cached.metadata.uid {
+        return Ok(Action::await_change());
+    }
+    sync(&controller, &jobs, job).await
+}
+
+/// One pass over a Job: count, decide, act, write the status.
+async fn sync(
+    controller: &JobController,
+    jobs: &Api<Job>,
+    mut job: Job,
+) -> Result<Action, kube::Error> {
+    let namespace = job.namespace().unwrap_or_default();
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let pods_api: Api<Pod> = Api::namespaced(controller.client.clone(), &namespace);
+    let spec = job.spec.clone().unwrap_or_default();
+    let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+    let suspended = spec.suspend == Some(true);
+    let selector = spec
+        .selector
+        .as_ref()
+        .map(selector_query)
+        .unwrap_or_default();
+    if selector.is_empty() {
+        return Ok(Action::await_change());
+    }
+    let listed = pods_api
+        .list(&ListParams::default().labels(&selector))
+        .await?;
+    let pods: Vec<Pod> = listed
+        .items
+        .into_iter()
+        .filter(|p| {
+            p.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && o.uid == uid)
+        })
+        .collect();
+
+    // 1. Record newly finished pods as uncounted, then release their finalizers.
+    let mut status = job.status.clone().unwrap_or_default();
+    let mut uncounted = status.uncounted_terminated_pods.clone().unwrap_or_default();
+    let mut completed = parse_indexes(status.completed_indexes.as_deref().unwrap_or(""));
+    let mut newly_uncounted = false;
+    let mut new_failures = 0;
+    for pod in pods.iter().filter(|p| has_tracking_finalizer(p)) {
+        if is_active(pod) {
+            continue;
+        }
+        let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
+        let listed_already = uncounted.succeeded.iter().flatten().any(|u| *u == pod_uid)
+            || uncounted.failed.iter().flatten().any(|u| *u == pod_uid);
+        if listed_already {
+            continue;
+        }
+        if phase(pod) == "Succeeded" {
+            if indexed
+                && let Some(index) = completion_index(pod)
+                && index < spec.completions.unwrap_or(0)
+            {
+                completed.insert(index);
+            }
+            uncounted
+                .succeeded
+                .get_or_insert_with(Vec::new)
+                .push(pod_uid);
+            newly_uncounted = true;
+        } else if phase(pod) == "Failed" || !suspended {
+            // A pod deleted before it finished counts as failed (unless the Job is
+            // suspended, which deletes its pods on purpose).
+            uncounted.failed.get_or_insert_with(Vec::new).push(pod_uid);
+            new_failures += 1;
+            newly_uncounted = true;
+        }
+    }
+    if newly_uncounted {
+        status.uncounted_terminated_pods = Some(uncounted.clone());
+        if indexed {
+            status.completed_indexes = Some(format_indexes(&completed));
+        }
+        job.status = Some(status.clone());
+        job = jobs
+            .replace_status(&job.name_any(), &PostParams::default(), &job)
+            .await?;
+        if new_failures > 0 {
+            controller
+                .last_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(uid.clone(), Instant::now());
+        }
+    }
+    let mut released = BTreeSet::new();
+    for pod in pods.iter().filter(|p| has_tracking_finalizer(p)) {
+        let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
+        let counted = uncounted.succeeded.iter().flatten().any(|u| *u == pod_uid)
+            || uncounted.failed.iter().flatten().any(|u| *u == pod_uid);
+        let suspended_deletion = suspended && is_deleting(pod) && !is_terminal(pod);
+        if counted || suspended_deletion {
+            remove_tracking_finalizer(&pods_api, pod).await?;
+            released.insert(pod_uid);
+        }
+    }
+    // Uncounted pods that are released (or gone) move to the counters.
+    let still_tracked = |u: &String| {
+        pods.iter().any(|p| {
+            p.metadata.uid.as_ref() == Some(u) && has_tracking_finalizer(p) && !released.contains(u)
+        })
+    };
+    let mut status = job.status.clone().unwrap_or_default();
+    let mut succeeded = status.succeeded.unwrap_or(0);
+    let mut failed = status.failed.unwrap_or(0);
+    let mut remaining = UncountedTerminatedPods::default();
+    for u in uncounted.succeeded.iter().flatten() {
+        if still_tracked(u) {
+            remaining
+                .succeeded
+                .get_or_insert_with(Vec::new)
+                .push(u.clone());
+        } else if !indexed {
+            succeeded += 1;
+        }
+    }
+    for u in uncounted.failed.iter().flatten() {
+        if still_tracked(u) {
+            remaining
+                .failed
+                .get_or_insert_with(Vec::new)
+                .push(u.clone());
+        } else {
+            failed += 1;
+        }
+    }
+    if indexed {
+        succeeded = i32::try_from(completed.len()).unwrap_or(i32::MAX);
+    }
+    status.succeeded = Some(succeeded);
+    status.failed = Some(failed);
+    status.uncounted_terminated_pods = Some(remaining.clone());
+    let uncounted_left =
+        remaining.succeeded.iter().flatten().count() + remaining.failed.iter().flatten().count();
+
+    let mut active: Vec<&Pod> = pods.iter().filter(|p| is_active(p)).collect();
+    let terminating = pods
+        .iter()
+        .filter(|p| is_deleting(p) && !is_terminal(p))
+        .count();
+    let mut requeue: Option<Duration> = None;
+
+    if !is_finished(&job) {
+        let now = Timestamp::now();
+        let backoff_limit = spec.backoff_limit.unwrap_or(DEFAULT_BACKOFF_LIMIT);
+        let completions = spec.completions;
+        let parallelism = spec.parallelism.unwrap_or(1).max(0);
+        let success = if indexed {
+            completions.is_some_and(|c| succeeded >= c)
+        } else {
+            match completions {
+                Some(c) => succeeded >= c,
+                None => succeeded > 0 && active.is_empty(),
+            }
+        };
+        let mut failure = condition_reason(&status, "FailureTarget");
+        if failure.is_none() && !has_condition(&job, "SuccessCriteriaMet") && !success {
+            if failed > backoff_limit {
+                failure = Some((
+                    "BackoffLimitExceeded".into(),
+                    "Job has reached the specified backoff limit".into(),
+                ));
+            } else if let (Some(deadline), Some(start), false) = (
+                spec.active_deadline_seconds,
+                status.start_time.as_ref(),
+                suspended,
+            ) {
+                let ends = start.0 + SignedDuration::from_secs(deadline);
+                if now >= ends {
+                    failure = Some((
+                        "DeadlineExceeded".into(),
+                        "Job was active longer than specified deadline".into(),
+                    ));
+                } else {
+                    let left = ends.duration_since(now).unsigned_abs();
+                    requeue = Some(left + Duration::from_millis(50));
+                }
+            }
+        }
+        if let Some((reason, message)) = failure {
+            if condition_reason(&status, "FailureTarget").is_none() {
+                set_condition(&mut status, "FailureTarget", true, &reason, &message);
+            }
+            delete_pods(controller, &job, &pods_api, &active).await?;
+            active.clear();
+            if terminating == 0 && uncounted_left == 0 && all_released(&pods, &released) {
+                set_condition(&mut status, "Failed", true, &reason, &message);
+                record(
+                    &controller.client,
+                    COMPONENT,
+                    &job,
+                    EventType::Warning,
+                    &reason,
+                    &message,
+                )
+                .await;
+            } else {
+                requeue = Some(Duration::from_millis(200));
+            }
+        } else if success || has_condition(&job, "SuccessCriteriaMet") {
+            let (reason, message) = (
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            );
+            if !has_condition(&job, "SuccessCriteriaMet") {
+                set_condition(&mut status, "SuccessCriteriaMet", true, reason, message);
+            }
+            delete_pods(controller, &job, &pods_api, &active).await?;
+            active.clear();
+            if terminating == 0 && uncounted_left == 0 && all_released(&pods, &released) {
+                set_condition(&mut status, "Complete", true, reason, message);
+                status.completion_time = Some(Time(now));
+                record(
+                    &controller.client,
+                    COMPONENT,
+                    &job,
+                    EventType::Normal,
+                    "Completed",
+                    "Job completed",
+                )
+                .await;
+            } else {
+                requeue = Some(Duration::from_millis(200));
+            }
+        } else if suspended {
+            delete_pods(controller, &job, &pods_api, &active).await?;
+            active.clear();
+            if !has_condition(&job, "Suspended") {
+                set_condition(
+                    &mut status,
+                    "Suspended",
+                    true,
+                    "JobSuspended",
+                    "Job suspended",
+                );
+                status.start_time = None;
+                record(
+                    &controller.client,
+                    COMPONENT,
+                    &job,
+                    EventType::Normal,
+                    "Suspended",
+                    "Job suspended",
+                )
+                .await;
+            }
+        } else {
+            if has_condition(&job, "Suspended") {
+                set_condition(&mut status, "Suspended", false, "JobResumed", "Job resumed");
+                status.start_time = Some(Time(now));
+                record(
+                    &controller.client,
+                    COMPONENT,
+                    &job,
+                    EventType::Normal,
+                    "Resumed",
+                    "Job resumed",
+                )
+                .await;
+            }
+            if status.start_time.is_none() {
+                status.start_time = Some(Time(now));
+                if let Some(deadline) = spec.active_deadline_seconds {
+                    requeue = Some(Duration::from_secs(deadline.max(0).unsigned_abs()));
+                }
+            }
+            let wait = retry_wait(controller, &uid, failed);
+            if let Some(wait) = wait {
+                requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
+            }
+            let may_create = wait.is_none();
+            manage_pods(
+                controller,
+                &job,
+                &pods_api,
+                &mut active,
+                indexed,
+                succeeded,
+                &completed,
+                parallelism,
+                may_create,
+            )
+            .await?;
+        }
+    }
+
+    status.active = Some(i32::try_from(active.len()).unwrap_or(i32::MAX));
+    status.ready =
+        Some(i32::try_from(active.iter().filter(|p| is_ready(p)).count()).unwrap_or(i32::MAX));
+    status.terminating = Some(i32::try_from(terminating).unwrap_or(i32::MAX));
+    if job.status.as_ref() != Some(&status) {
+        job.status = Some(status);
+        jobs.replace_status(&job.name_any(), &PostParams::default(), &job)
+            .await?;
+    }
+    Ok(requeue.map_or_else(
+        || Action::requeue(Duration::from_secs(300)),
+        Action::requeue,
+    ))
+}
+
+/// Every pod holding our finalizer was released in this pass.
+fn all_released(pods: &[Pod], released: &BTreeSet<String>) -> bool {
+    pods.iter()
+        .filter(|p| has_tracking_finalizer(p))
+        .all(|p| released.contains(p.metadata.uid.as_deref().unwrap_or_default()))
+}
+
+/// How long to wait before creating replacement pods after `failed` failures.
+fn retry_wait(controller: &JobController, uid: &str, failed: i32) -> Option<Duration> {
+    if failed <= 0 {
+        return None;
+    }
+    let last = *controller
+        .last_failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(uid)?;
+    let exponent = u32::try_from(failed - 1).unwrap_or(0).min(16);
+    let delay = BASE_BACKOFF
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(MAX_BACKOFF);
+    let elapsed = last.elapsed();
+    (elapsed < delay).then(|| delay - elapsed)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn manage_pods(
+    controller: &JobController,
+    job: &Job,
+    pods_api: &Api<Pod>,
+    active: &mut Vec<&Pod>,
+    indexed: bool,
+    succeeded: i32,
+    completed: &BTreeSet<i32>,
+    parallelism: i32,
+    may_create: bool,
+) -> Result<(), kube::Error> {
+    let completions = job.spec.as_ref().and_then(|s| s.completions);
+    let active_count = i32::try_from(active.len()).unwrap_or(i32::MAX);
+    let wanted = match completions {
+        Some(c) => parallelism.min((c - succeeded).max(0)),
+        None if succeeded > 0 => active_count.min(parallelism),
+        None => parallelism,
+    };
+    if indexed {
+        // Pods of indexes already done, out of range or duplicated go.
+        let total = completions.unwrap_or(0);
+        let mut seen = BTreeSet::new();
+        let mut extra = Vec::new();
+        for pod in active.iter() {
+            match completion_index(pod) {
+                Some(i) if i < total && !completed.contains(&i) && seen.insert(i) => {}
+                _ => extra.push(*pod),
+            }
+        }
+        delete_pods(controller, job, pods_api, &extra).await?;
+        active.retain(|p| !extra.iter().any(|e| e.metadata.uid == p.metadata.uid));
+        let running = i32::try_from(active.len()).unwrap_or(i32::MAX);
+        if may_create && running < wanted {
+            let missing: Vec<i32> = (0..total)
+                .filter(|i| !completed.contains(i) && !seen.contains(i))
+                .take(usize::try_from(wanted - running).unwrap_or(0))
+                .collect();
+            for index in missing {
+                create_pod(controller, job, pods_api, Some(index)).await?;
+            }
+        }
+        return Ok(());
+    }
+    if active_count > wanted {
+        let mut newest: Vec<&Pod> = active.clone();
+        newest.sort_by_key(|p| std::cmp::Reverse(p.metadata.creation_timestamp.clone()));
+        let excess: Vec<&Pod> = newest
+            .into_iter()
+            .take(usize::try_from(active_count - wanted).unwrap_or(0))
+            .collect();
+        delete_pods(controller, job, pods_api, &excess).await?;
+        active.retain(|p| !excess.iter().any(|e| e.metadata.uid == p.metadata.uid));
+    } else if may_create && active_count < wanted {
+        for _ in active_count..wanted {
+            create_pod(controller, job, pods_api, None).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The pod a Job runs: its template, owned by the Job, with the tracking finalizer.
+pub fn pod_for(job: &Job, index: Option<i32>) -> Pod {
+    let name = job.name_any();
+    let template = job
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
+    let mut metadata = template.metadata.unwrap_or_default();
+    let mut spec = template.spec.unwrap_or_default();
+    metadata.name = None;
+    metadata.namespace = job.namespace();
+    metadata.generate_name = Some(match index {
+        Some(i) => format!("{name}-{i}-"),
+        None => format!("{name}-"),
+    });
+    metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "batch/v1".into(),
+        kind: "Job".into(),
+        name: name.clone(),
+        uid: job.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }]);
+    metadata.finalizers = Some(vec![TRACKING_FINALIZER.into()]);
+    if let Some(index) = index {
+        metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(COMPLETION_INDEX.into(), index.to_string());
+        metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(COMPLETION_INDEX.into(), index.to_string());
+        if spec.hostname.is_none() {
+            spec.hostname = Some(format!("{name}-{index}"));
+        }
+        let env = EnvVar {
+            name: "JOB_COMPLETION_INDEX".into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    api_version: None,
+                    field_path: format!("metadata.labels['{COMPLETION_INDEX}']"),
+                }),
+                ..Default::default()
+            }),
+        };
+        for container in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
+            let vars = container.env.get_or_insert_with(Vec::new);
+            if !vars.iter().any(|v| v.name == env.name) {
+                vars.push(env.clone());
+            }
+        }
+    }
+    Pod {
+        metadata,
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+async fn create_pod(
+    controller: &JobController,
+    job: &Job,
+    pods_api: &Api<Pod>,
+    index: Option<i32>,
+) -> Result<(), kube::Error> {
+    match pods_api
+        .create(&PostParams::default(), &pod_for(job, index))
+        .await
+    {
+        Ok(pod) => {
+            let message = format!("Created pod: {}", pod.name_any());
+            record(
+                &controller.client,
+                COMPONENT,
+                job,
+                EventType::Normal,
+                "SuccessfulCreate",
+                &message,
+            )
+            .await;
+            Ok(())
+        }
+        Err(error) => {
+            let message = format!("Error creating: {error}");
+            record(
+                &controller.client,
+                COMPONENT,
+                job,
+                EventType::Warning,
+                "FailedCreate",
+                &message,
+            )
+            .await;
+            Err(error)
+        }
+    }
+}
+
+async fn delete_pods(
+    controller: &JobController,
+    job: &Job,
+    pods_api: &Api<Pod>,
+    pods: &[&Pod],
+) -> Result<(), kube::Error> {
+    for pod in pods {
+        let name = pod.name_any();
+        let params = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match pods_api.delete(&name, &params).await {
+            Ok(_) => {
+                record(
+                    &controller.client,
+                    COMPONENT,
+                    job,
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    &format!("Deleted pod: {name}"),
+                )
+                .await;
+            }
+            Err(kube::Error::Api(status)) if status.is_not_found() || status.code == 409 => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// Drops the tracking finalizer (the pod's other finalizers stay); a pod already gone is fine.
+async fn remove_tracking_finalizer(pods_api: &Api<Pod>, pod: &Pod) -> Result<(), kube::Error> {
+    let kept: Vec<&String> = pod
+        .finalizers()
+        .iter()
+        .filter(|f| *f != TRACKING_FINALIZER)
+        .collect();
+    let patch = json!({"metadata": {
+        "finalizers": (!kept.is_empty()).then_some(kept),
+        "resourceVersion": pod.metadata.resource_version,
+    }});
+    match pods_api
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Releases the tracking finalizer of finished or deleted pods whose Job is gone (or is
+/// another Job now), which no Job sync would reach.
+async fn release_orphaned_pods(client: Client) {
+    let api: Api<Pod> = Api::all(client.clone());
+    let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = stream.next().await {
+        let pod = match event {
+            Ok(WatchEvent::Apply(pod) | WatchEvent::InitApply(pod)) => pod,
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::debug!(%error, "pod watch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if !has_tracking_finalizer(&pod) || is_active(&pod) {
+            continue;
+        }
+        let namespace = pod.namespace().unwrap_or_default();
+        let owner = pod
+            .owner_references()
+            .iter()
+            .find(|o| o.controller == Some(true) && o.kind == "Job")
+            .cloned();
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+        let owner_alive = match &owner {
+            Some(owner) => match jobs.get_opt(&owner.name).await {
+                Ok(Some(job)) => job.metadata.uid.as_deref() == Some(owner.uid.as_str()),
+                Ok(None) => false,
+                Err(_) => true,
+            },
+            None => false,
+        };
+        if !owner_alive {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+            if let Err(error) = remove_tracking_finalizer(&pods, &pod).await {
+                tracing::debug!(%error, pod = %pod.name_any(), "releasing an orphaned job pod");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completed_indexes_round_trip() {
+        let set = parse_indexes("0-2,4,7-8");
+        assert_eq!(set, BTreeSet::from([0, 1, 2, 4, 7, 8]));
+        assert_eq!(format_indexes(&set), "0-2,4,7-8");
+        assert_eq!(format_indexes(&BTreeSet::new()), "");
+    }
+
+    #[test]
+    fn indexed_pods_carry_their_index() {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "x", "namespace": "ns", "uid": "u1"},
+            "spec": {"template": {"metadata": {"labels": {"a": "b"}},
+                     "spec": {"containers": [{"name": "c", "image": "i"}]}}}
+        }))
+        .expect("job");
+        let pod = pod_for(&job, Some(2));
+        assert_eq!(pod.metadata.generate_name.as_deref(), Some("x-2-"));
+        assert_eq!(
+            pod.annotations().get(COMPLETION_INDEX).map(String::as_str),
+            Some("2")
+        );
+        assert_eq!(pod.labels().get("a").map(String::as_str), Some("b"));
+        let spec = pod.spec.expect("spec");
+        assert_eq!(spec.hostname.as_deref(), Some("x-2"));
+        assert_eq!(
+            pod.metadata.finalizers,
+            Some(vec![TRACKING_FINALIZER.into()])
+        );
+        assert_eq!(pod.metadata.owner_references.expect("owner")[0].uid, "u1");
+    }
+}
