@@ -13,6 +13,14 @@ use futures::future::BoxFuture;
 use kube::Client;
 use tokio_util::sync::CancellationToken;
 
+pub mod csr_approving;
+pub mod csr_signing;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod informer;
+pub mod node_lifecycle;
+pub mod taint_eviction;
+
 /// What every controller shares.
 pub struct Context {
     pub client: Client,
@@ -29,6 +37,8 @@ pub struct ControllerConfig {
     pub cluster_signing_key_file: Option<std::path::PathBuf>,
     /// The CA bundle published as `kube-root-ca.crt` in every namespace (`--root-ca-file`).
     pub root_ca_file: Option<std::path::PathBuf>,
+    /// The longest certificate csrsigning issues (`--cluster-signing-duration`).
+    pub cluster_signing_duration: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -38,6 +48,7 @@ impl Default for ControllerConfig {
             cluster_signing_cert_file: None,
             cluster_signing_key_file: None,
             root_ca_file: None,
+            cluster_signing_duration: Duration::from_secs(8760 * 3600),
         }
     }
 }
@@ -52,7 +63,38 @@ pub struct ControllerEntry {
 }
 
 /// Every controller keel-controller-manager has.
-pub const CONTROLLERS: &[ControllerEntry] = &[];
+pub const CONTROLLERS: &[ControllerEntry] = &[
+    ControllerEntry {
+        name: "endpoint",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(endpoints::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "endpointslice",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(endpointslice::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "nodelifecycle",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(node_lifecycle::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "taint-eviction-controller",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(taint_eviction::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "csrapproving",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(csr_approving::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "csrsigning",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(csr_signing::run(ctx, token)),
+    },
+];
 
 /// The controllers a `--controllers` list selects, in `CONTROLLERS` order; an unknown name
 /// is an error naming it.
