@@ -2,6 +2,7 @@
 //! runs in-process on a free port over a temporary data dir, and every check goes through
 //! kubectl with the admin.kubeconfig the apiserver wrote (or a kubeconfig for another user).
 
+mod controllers_network;
 #[path = "../storage/etcd_process.rs"]
 mod etcd_process;
 mod harness;
