@@ -716,3 +716,48 @@ fn bootstrap_csr_is_approved_and_signed() {
     );
     assert!(failed["status"]["certificate"].is_null(), "{failed}");
 }
+
+/// The apiserver side the CSR controllers rely on: a request records who made it, whatever
+/// the body claimed, and `kubectl certificate approve` (the approval subresource) stores the
+/// Approved condition without touching the spec.
+#[test]
+fn csr_records_requester_and_approval_sticks() {
+    if !require_kubectl("csr_records_requester_and_approval_sticks") {
+        return;
+    }
+    let api = TestApiserver::start();
+    let bootstrap = kubeconfig_for(&api, "system:bootstrap:abcdef", "system:bootstrappers");
+    let manifest = csr_manifest(
+        "claimed",
+        "system:node:worker-2",
+        "system:nodes",
+        "kubernetes.io/kube-apiserver-client",
+        &["digital signature", "client auth"],
+    )
+    .replace(
+        "spec:\n",
+        "spec:\n  username: kubernetes-admin\n  groups: [system:masters]\n",
+    );
+    let out = api.kubectl_as(&bootstrap, &["create", "-f", "-"], Some(&manifest));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csr = json_of(&api, &["get", "csr", "claimed"]);
+    assert_eq!(csr["spec"]["username"], "system:bootstrap:abcdef", "{csr}");
+    let groups = csr["spec"]["groups"].to_string();
+    assert!(
+        groups.contains("system:bootstrappers") && !groups.contains("system:masters"),
+        "{csr}"
+    );
+    api.ok(&["certificate", "approve", "claimed"], None);
+    let approved = json_of(&api, &["get", "csr", "claimed"]);
+    assert!(
+        csr_conditions(&approved)
+            .iter()
+            .any(|(t, _)| t == "Approved"),
+        "{approved}"
+    );
+    assert_eq!(approved["spec"]["username"], "system:bootstrap:abcdef");
+}
