@@ -23,11 +23,38 @@ pub async fn admit_create(
     namespace: &str,
     object: &mut Value,
 ) -> Result<(), ApiError> {
+    if resource.group == "certificates.k8s.io" && resource.kind == "CertificateSigningRequest" {
+        record_requester(user, object);
+    }
     if resource.namespaced {
         check_namespace_open(state, namespace, resource, object).await?;
     }
     super::auth_admission::admit_create(state, user, resource, namespace, object)?;
     Ok(())
+}
+
+/// A CertificateSigningRequest records who asked for it (`spec.username`, `uid`, `groups`,
+/// `extra`), whatever the body claimed, as kube's CSR strategy does.
+fn record_requester(user: &UserInfo, object: &mut Value) {
+    let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert("username".into(), user.name.clone().into());
+    spec.insert("groups".into(), serde_json::json!(user.groups));
+    for (field, present) in [
+        ("uid", !user.uid.is_empty()),
+        ("extra", !user.extra.is_empty()),
+    ] {
+        spec.remove(field);
+        if present {
+            let value = if field == "uid" {
+                user.uid.clone().into()
+            } else {
+                serde_json::json!(user.extra)
+            };
+            spec.insert(field.into(), value);
+        }
+    }
 }
 
 /// A namespaced create needs its namespace to exist and not be terminating.

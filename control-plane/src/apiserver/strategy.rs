@@ -90,6 +90,25 @@ pub fn prepare_for_update(
         }
         // The binding handler wrote spec.nodeName and the PodScheduled condition itself.
         "binding" => {}
+        // A CSR's approval writes only its conditions (Approved/Denied).
+        "approval" => {
+            let conditions = new.pointer("/status/conditions").cloned();
+            let mut merged = old.clone();
+            match conditions {
+                Some(conditions) => merged["status"]["conditions"] = conditions,
+                None => {
+                    if let Some(status) = merged.get_mut("status").and_then(Value::as_object_mut) {
+                        status.remove("conditions");
+                    }
+                }
+            }
+            if let Some(rv) = new.pointer("/metadata/resourceVersion").cloned()
+                && let Some(meta) = objects::metadata_mut(&mut merged)
+            {
+                meta.insert("resourceVersion".into(), rv);
+            }
+            *new = merged;
+        }
         _ if has_status_subresource(resource) => match old.get("status") {
             Some(status) => new["status"] = status.clone(),
             None => {

@@ -35,6 +35,9 @@ struct Flags {
     /// The CA key (PEM) that signs kubelet certificates.
     #[arg(long)]
     cluster_signing_key_file: Option<PathBuf>,
+    /// The longest certificate csrsigning issues.
+    #[arg(long, default_value = "8760h", value_parser = keel_control_plane::duration_flag::parse)]
+    cluster_signing_duration: Duration,
     /// The CA bundle published in each namespace's kube-root-ca.crt ConfigMap.
     #[arg(long)]
     root_ca_file: Option<PathBuf>,
@@ -76,6 +79,8 @@ fn main() -> anyhow::Result<()> {
                 cluster_signing_key_file: flags.cluster_signing_key_file,
                 root_ca_file: flags.root_ca_file,
                 terminated_pod_gc_threshold: flags.terminated_pod_gc_threshold,
+
+                cluster_signing_duration: flags.cluster_signing_duration,
             },
         });
         run_as_leader(

@@ -7,13 +7,20 @@
 //! (`*` = the defaults, `name` adds one, `-name` removes one).
 
 pub mod cronjob;
+pub mod csr_approving;
+pub mod csr_signing;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod garbage_collector;
+pub mod informer;
 pub mod job;
 pub mod job_events;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod podgc;
 pub mod root_ca;
 pub mod serviceaccount;
+pub mod taint_eviction;
 pub mod ttl_after_finished;
 
 use std::sync::Arc;
@@ -41,6 +48,9 @@ pub struct ControllerConfig {
     pub root_ca_file: Option<std::path::PathBuf>,
     /// Finished pods kept before podgc deletes the oldest; 0 keeps all.
     pub terminated_pod_gc_threshold: i32,
+
+    /// The longest certificate csrsigning issues (`--cluster-signing-duration`).
+    pub cluster_signing_duration: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -51,6 +61,8 @@ impl Default for ControllerConfig {
             cluster_signing_key_file: None,
             root_ca_file: None,
             terminated_pod_gc_threshold: 12500,
+
+            cluster_signing_duration: Duration::from_secs(8760 * 3600),
         }
     }
 }
@@ -105,6 +117,36 @@ pub const CONTROLLERS: &[ControllerEntry] = &[
         name: "root-ca-cert-publisher",
         default_enabled: true,
         start: |ctx, token| Box::pin(root_ca::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "endpoint",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(endpoints::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "endpointslice",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(endpointslice::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "nodelifecycle",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(node_lifecycle::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "taint-eviction-controller",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(taint_eviction::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "csrapproving",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(csr_approving::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "csrsigning",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(csr_signing::run(ctx, token)),
     },
 ];
 

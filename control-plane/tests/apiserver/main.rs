@@ -4,6 +4,7 @@
 
 mod auth_apis;
 mod controllers_jobs;
+mod controllers_network;
 #[path = "../storage/etcd_process.rs"]
 mod etcd_process;
 mod harness;
