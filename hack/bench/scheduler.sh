@@ -43,9 +43,11 @@ free_port() {
 
 log "building release binaries into $BENCH_TARGET_DIR"
 export CARGO_TARGET_DIR=$BENCH_TARGET_DIR
-(cd "$REPO" && cargo build -q --release -p keel-control-plane --bin keel-apiserver --bin keel-scheduler \
-    && cargo bench -q -p keel-control-plane --bench scheduler_load --no-run 2>/dev/null)
+(cd "$REPO" && cargo build -q --release -p keel-control-plane --bin keel-apiserver --bin keel-scheduler)
 BIN=$BENCH_TARGET_DIR/release
+LOAD=$(cd "$REPO" && cargo bench -q -p keel-control-plane --bench scheduler_load --no-run \
+    --message-format=json | sed -n 's/.*"executable":"\([^"]*scheduler_load[^"]*\)".*/\1/p' | tail -1)
+[ -x "$LOAD" ] || { echo "could not build the scheduler_load bench" >&2; exit 1; }
 
 run_round() {
     local round=$1 dir=$WORK/round-$1 port
@@ -65,7 +67,7 @@ run_round() {
     local scheduler=$!
     PIDS+=("$scheduler")
     local line
-    if ! line=$(cd "$REPO" && timeout 900 cargo bench -q -p keel-control-plane --bench scheduler_load -- \
+    if ! line=$(timeout 900 "$LOAD" \
         --kubeconfig "$dir/apiserver/admin.kubeconfig" --nodes "$NODES" --pods "$PODS" --clients "$CLIENTS"); then
         log "round $round failed; scheduler log:"; tail -20 "$dir/scheduler.log" >&2
         return 1
