@@ -139,7 +139,7 @@ fn image_locality(pod: &PodInfo, nodes: &[NodeInfo], candidates: &[&NodeInfo]) -
         .map(|image| {
             let having = nodes
                 .iter()
-                .filter(|n| n.image_sizes.contains_key(image))
+                .filter(|n| !n.image_sizes.is_empty() && n.image_sizes.contains_key(image))
                 .count();
             (image.as_str(), having as f64 / total)
         })

@@ -298,8 +298,12 @@ async fn schedule_loop(scheduler: Arc<Scheduler>) {
                 };
                 let scheduler = scheduler.clone();
                 tokio::spawn(async move {
-                    bind(&scheduler, &key, &pod, &node).await;
+                    let bound = bind(&scheduler, &key, &pod, &node).await;
+                    // The event does not hold up the next binding.
                     drop(permit);
+                    if let Some(message) = bound {
+                        record_event(&scheduler, &pod, "Normal", "Scheduled", &message).await;
+                    }
                 });
             }
             Some(Decision::Unschedulable { pod, error }) => {
@@ -337,7 +341,8 @@ fn decide(
     }
 }
 
-async fn bind(scheduler: &Scheduler, key: &str, pod: &Pod, node: &str) {
+/// Writes the binding; the `Scheduled` event's message when it was written.
+async fn bind(scheduler: &Scheduler, key: &str, pod: &Pod, node: &str) -> Option<String> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -365,8 +370,9 @@ async fn bind(scheduler: &Scheduler, key: &str, pod: &Pod, node: &str) {
                 shared.cache.binding_finished(&uid, Instant::now());
                 shared.queue.done(key);
             }
-            let message = format!("Successfully assigned {namespace}/{name} to {node}");
-            record_event(scheduler, pod, "Normal", "Scheduled", &message).await;
+            Some(format!(
+                "Successfully assigned {namespace}/{name} to {node}"
+            ))
         }
         Err(error) => {
             tracing::warn!(pod = %key, %node, %error, "binding failed");
@@ -378,6 +384,7 @@ async fn bind(scheduler: &Scheduler, key: &str, pod: &Pod, node: &str) {
             } else {
                 shared.queue.retry_later(key, Instant::now());
             }
+            None
         }
     }
 }
