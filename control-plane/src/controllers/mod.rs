@@ -13,6 +13,14 @@ use futures::future::BoxFuture;
 use kube::Client;
 use tokio_util::sync::CancellationToken;
 
+pub mod daemonset;
+pub mod deployment;
+pub mod events;
+pub mod replicaset;
+pub mod statefulset;
+pub mod work_queue;
+pub mod workload_common;
+
 /// What every controller shares.
 pub struct Context {
     pub client: Client,
@@ -52,7 +60,28 @@ pub struct ControllerEntry {
 }
 
 /// Every controller keel-controller-manager has.
-pub const CONTROLLERS: &[ControllerEntry] = &[];
+pub const CONTROLLERS: &[ControllerEntry] = &[
+    ControllerEntry {
+        name: "daemonset",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(daemonset::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "deployment",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(deployment::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "replicaset",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(replicaset::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "statefulset",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(statefulset::run(ctx, token)),
+    },
+];
 
 /// The controllers a `--controllers` list selects, in `CONTROLLERS` order; an unknown name
 /// is an error naming it.

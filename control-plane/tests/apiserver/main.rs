@@ -5,6 +5,7 @@
 #[path = "../storage/etcd_process.rs"]
 mod etcd_process;
 mod harness;
+mod controllers_workloads;
 mod kubectl_basics;
 mod kubectl_protobuf;
 mod kubectl_workflows;
