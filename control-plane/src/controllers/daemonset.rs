@@ -60,24 +60,26 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     let client = context.client.clone();
     let queue = Arc::new(WorkQueue::default());
     let q = queue.clone();
-    let (sets, sets_informer) =
-        work_queue::informer(Api::<DaemonSet>::all(client.clone()), move |ds: &DaemonSet| {
-            q.add(key_of(&ds.metadata))
+    let (sets, sets_informer) = work_queue::informer(
+        Api::<DaemonSet>::all(client.clone()),
+        move |ds: &DaemonSet| q.add(key_of(&ds.metadata)),
+    );
+    let q = queue.clone();
+    let (pods, pods_informer) =
+        work_queue::informer(Api::<Pod>::all(client.clone()), move |pod: &Pod| {
+            if let Some(owner) = controller_of(&pod.metadata).filter(|o| o.kind == "DaemonSet") {
+                let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+                q.add(format!("{namespace}/{}", owner.name));
+            }
         });
     let q = queue.clone();
-    let (pods, pods_informer) = work_queue::informer(Api::<Pod>::all(client.clone()), move |pod: &Pod| {
-        if let Some(owner) = controller_of(&pod.metadata).filter(|o| o.kind == "DaemonSet") {
-            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-            q.add(format!("{namespace}/{}", owner.name));
-        }
-    });
-    let q = queue.clone();
     let all_sets = sets.clone();
-    let (nodes, nodes_informer) = work_queue::informer(Api::<Node>::all(client.clone()), move |_: &Node| {
-        for ds in all_sets.state() {
-            q.add(key_of(&ds.metadata));
-        }
-    });
+    let (nodes, nodes_informer) =
+        work_queue::informer(Api::<Node>::all(client.clone()), move |_: &Node| {
+            for ds in all_sets.state() {
+                q.add(key_of(&ds.metadata));
+            }
+        });
     let ready = Box::pin(work_queue::all_ready(vec![
         work_queue::ready_of(&sets),
         work_queue::ready_of(&pods),
@@ -118,7 +120,11 @@ fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
     let key = toleration.key.as_deref().unwrap_or_default();
     match toleration.operator.as_deref().unwrap_or("Equal") {
         "Exists" => key.is_empty() || key == taint.key,
-        _ => key == taint.key && toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
+        _ => {
+            key == taint.key
+                && toleration.value.as_deref().unwrap_or_default()
+                    == taint.value.as_deref().unwrap_or_default()
+        }
     }
 }
 
@@ -162,13 +168,22 @@ fn placement(spec: &PodSpec, node: &Node) -> (bool, bool) {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
-        .is_none_or(|required| NodeTerms::compile(&required.node_selector_terms).matches(&name, &labels));
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .is_none_or(|required| {
+            NodeTerms::compile(&required.node_selector_terms).matches(&name, &labels)
+        });
     if !selected || !affinity {
         return (false, false);
     }
     let tolerations = spec.tolerations.clone().unwrap_or_default();
-    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
     let untolerated = |effect: &str| {
         taints
             .iter()
@@ -213,7 +228,9 @@ fn pin_to_node(spec: &mut PodSpec, node: &str) {
         }]),
     };
     let affinity = spec.affinity.get_or_insert_with(Affinity::default);
-    let node_affinity = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+    let node_affinity = affinity
+        .node_affinity
+        .get_or_insert_with(NodeAffinity::default);
     node_affinity.required_during_scheduling_ignored_during_execution = Some(NodeSelector {
         node_selector_terms: vec![term],
     });
@@ -225,7 +242,11 @@ impl Controller {
         let Some((names, since)) = pending.get_mut(key) else {
             return false;
         };
-        names.retain(|n| self.pods.get(&ObjectRef::new(n).within(namespace)).is_none());
+        names.retain(|n| {
+            self.pods
+                .get(&ObjectRef::new(n).within(namespace))
+                .is_none()
+        });
         if names.is_empty() || since.elapsed() > EXPECTATIONS_TIMEOUT {
             pending.remove(key);
             return false;
@@ -301,7 +322,10 @@ impl Controller {
             let active: Vec<&Arc<Pod>> = pods.iter().filter(|p| is_active(p)).collect();
             if should_run || (may_stay && !active.is_empty()) {
                 wanted_nodes.push(node_name.clone());
-                for failed in pods.iter().filter(|p| is_terminal(p) && p.metadata.deletion_timestamp.is_none()) {
+                for failed in pods
+                    .iter()
+                    .filter(|p| is_terminal(p) && p.metadata.deletion_timestamp.is_none())
+                {
                     delete.push(failed.clone());
                 }
                 let terminating = pods.iter().any(|p| p.metadata.deletion_timestamp.is_some());
@@ -318,14 +342,22 @@ impl Controller {
             }
         }
         // Pods on nodes that no longer exist go too.
-        let known: HashSet<String> = nodes.iter().filter_map(|n| n.metadata.name.clone()).collect();
+        let known: HashSet<String> = nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
         for (node, pods) in &by_node {
             if !known.contains(node) {
                 delete.extend(pods.iter().filter(|p| is_active(p)).cloned());
             }
         }
         let desired = wanted_nodes.len() as i32;
-        if spec.update_strategy.as_ref().and_then(|s| s.type_.as_deref()) != Some("OnDelete") {
+        if spec
+            .update_strategy
+            .as_ref()
+            .and_then(|s| s.type_.as_deref())
+            != Some("OnDelete")
+        {
             let rolling = spec
                 .update_strategy
                 .as_ref()
@@ -335,7 +367,12 @@ impl Controller {
             let mut unavailable = 0;
             let mut old_available = Vec::new();
             for node in &wanted_nodes {
-                let active: Vec<&Arc<Pod>> = by_node.get(node).into_iter().flatten().filter(|p| is_active(p)).collect();
+                let active: Vec<&Arc<Pod>> = by_node
+                    .get(node)
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| is_active(p))
+                    .collect();
                 let available = active.iter().any(|p| is_available(p, min_ready, now));
                 if !available {
                     unavailable += 1;
@@ -359,9 +396,11 @@ impl Controller {
             }
         }
         if !deleting && !self.pending_names(key, namespace) {
-            self.manage(key, &ds, &hash, &create_on, &delete, &pods_api).await?;
+            self.manage(key, &ds, &hash, &create_on, &delete, &pods_api)
+                .await?;
         }
-        self.write_status(&ds, &owned, &wanted_nodes, misscheduled, &hash).await
+        self.write_status(&ds, &owned, &wanted_nodes, misscheduled, &hash)
+            .await
     }
 
     async fn manage(
@@ -379,7 +418,13 @@ impl Controller {
         let owner = controller_ref("apps/v1", "DaemonSet", &ds.metadata);
         let mut failure = None;
         for node in create_on {
-            let mut pod = pod_from_template(&spec.template, &namespace, None, Some(generate_name_prefix(&name)), owner.clone());
+            let mut pod = pod_from_template(
+                &spec.template,
+                &namespace,
+                None,
+                Some(generate_name_prefix(&name)),
+                owner.clone(),
+            );
             let labels = pod.metadata.labels.get_or_insert_with(Default::default);
             labels.insert(REVISION_HASH.into(), hash.to_string());
             if let Some(generation) = ds.metadata.generation {
@@ -395,11 +440,25 @@ impl Controller {
                 Ok(created) => {
                     let pod_name = created.metadata.name.clone().unwrap_or_default();
                     self.expect(key, pod_name.clone());
-                    self.events.record(ds, NORMAL, "SuccessfulCreate", &format!("Created pod: {pod_name}")).await;
+                    self.events
+                        .record(
+                            ds,
+                            NORMAL,
+                            "SuccessfulCreate",
+                            &format!("Created pod: {pod_name}"),
+                        )
+                        .await;
                 }
                 Err(error) => {
                     let message = error_message(&error);
-                    self.events.record(ds, WARNING, "FailedCreate", &format!("Error creating: {message}")).await;
+                    self.events
+                        .record(
+                            ds,
+                            WARNING,
+                            "FailedCreate",
+                            &format!("Error creating: {message}"),
+                        )
+                        .await;
                     failure = Some(SyncError::from(error));
                     break;
                 }
@@ -409,12 +468,26 @@ impl Controller {
             let pod_name = pod.metadata.name.clone().unwrap_or_default();
             match pods_api.delete(&pod_name, &DeleteParams::default()).await {
                 Ok(_) => {
-                    self.events.record(ds, NORMAL, "SuccessfulDelete", &format!("Deleted pod: {pod_name}")).await;
+                    self.events
+                        .record(
+                            ds,
+                            NORMAL,
+                            "SuccessfulDelete",
+                            &format!("Deleted pod: {pod_name}"),
+                        )
+                        .await;
                 }
                 Err(kube::Error::Api(s)) if s.is_not_found() => {}
                 Err(error) => {
                     let message = error_message(&error);
-                    self.events.record(ds, WARNING, "FailedDelete", &format!("Error deleting: {message}")).await;
+                    self.events
+                        .record(
+                            ds,
+                            WARNING,
+                            "FailedDelete",
+                            &format!("Error deleting: {message}"),
+                        )
+                        .await;
                     failure.get_or_insert(SyncError::from(error));
                 }
             }
@@ -441,7 +514,9 @@ impl Controller {
         let mut again = None;
         let mut seen = HashSet::new();
         for pod in owned.iter().filter(|p| is_active(p)) {
-            let Some(node) = target_node(pod) else { continue };
+            let Some(node) = target_node(pod) else {
+                continue;
+            };
             if !wanted.contains(&node) || !seen.insert(node) {
                 continue;
             }
@@ -454,7 +529,11 @@ impl Controller {
             } else if let Some(wait) = becomes_available_in(pod, min_ready, now) {
                 again = Some(again.map_or(wait, |a: Duration| a.min(wait)));
             }
-            if labels_of(&pod.metadata).get(REVISION_HASH).map(String::as_str) == Some(hash) {
+            if labels_of(&pod.metadata)
+                .get(REVISION_HASH)
+                .map(String::as_str)
+                == Some(hash)
+            {
                 updated += 1;
             }
         }
@@ -472,13 +551,27 @@ impl Controller {
         let old = serde_json::to_value(ds.status.clone().unwrap_or_default()).unwrap_or_default();
         let changed = status.as_object().into_iter().flatten().any(|(k, v)| {
             let before = old.get(k).cloned().unwrap_or(serde_json::Value::Null);
-            let before = if before == json!(0) && v.is_null() { serde_json::Value::Null } else { before };
+            let before = if before == json!(0) && v.is_null() {
+                serde_json::Value::Null
+            } else {
+                before
+            };
             &before != v
         });
         if changed {
-            let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ds.metadata.namespace.as_deref().unwrap_or_default());
+            let api: Api<DaemonSet> = Api::namespaced(
+                self.client.clone(),
+                ds.metadata.namespace.as_deref().unwrap_or_default(),
+            );
             let name = ds.metadata.name.clone().unwrap_or_default();
-            match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {
+            match api
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": status})),
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(None),
                 Err(error) => return Err(error.into()),

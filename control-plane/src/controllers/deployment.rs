@@ -56,10 +56,10 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     let client = context.client.clone();
     let queue = Arc::new(WorkQueue::default());
     let q = queue.clone();
-    let (deployments, deployments_informer) =
-        work_queue::informer(Api::<Deployment>::all(client.clone()), move |d: &Deployment| {
-            q.add(key_of(&d.metadata))
-        });
+    let (deployments, deployments_informer) = work_queue::informer(
+        Api::<Deployment>::all(client.clone()),
+        move |d: &Deployment| q.add(key_of(&d.metadata)),
+    );
     let q = queue.clone();
     let owners = deployments.clone();
     let (sets, sets_informer) =
@@ -209,7 +209,10 @@ impl Sets {
     }
 }
 
-fn condition<'a>(conditions: &'a [DeploymentCondition], type_: &str) -> Option<&'a DeploymentCondition> {
+fn condition<'a>(
+    conditions: &'a [DeploymentCondition],
+    type_: &str,
+) -> Option<&'a DeploymentCondition> {
     conditions.iter().find(|c| c.type_ == type_)
 }
 
@@ -243,7 +246,10 @@ fn set_condition(conditions: &mut Vec<DeploymentCondition>, mut new: DeploymentC
 impl Controller {
     async fn sync(&self, key: &str) -> Result<Option<Duration>, SyncError> {
         let (namespace, name) = split_key(key);
-        let Some(d) = self.deployments.get(&ObjectRef::new(name).within(namespace)) else {
+        let Some(d) = self
+            .deployments
+            .get(&ObjectRef::new(name).within(namespace))
+        else {
             return Ok(None);
         };
         let mut d = (*d).clone();
@@ -394,9 +400,10 @@ impl Controller {
                 scaled_down = true;
             }
         }
-        let old_running = sets.old.iter().any(|rs| {
-            rs.status.as_ref().is_some_and(|s| s.replicas > 0)
-        });
+        let old_running = sets
+            .old
+            .iter()
+            .any(|rs| rs.status.as_ref().is_some_and(|s| s.replicas > 0));
         if scaled_down || old_running {
             return self.write_status(d, sets, true).await;
         }
@@ -419,11 +426,14 @@ impl Controller {
     /// ReplicaSet was sized for another count.
     fn is_scaling_event(&self, d: &Deployment, sets: &Sets) -> bool {
         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        sets.all().iter().filter(|rs| replicas_of(rs) > 0).any(|rs| {
-            annotation(&rs.metadata, DESIRED_REPLICAS)
-                .and_then(|v| v.parse::<i32>().ok())
-                .is_some_and(|desired| desired != want)
-        })
+        sets.all()
+            .iter()
+            .filter(|rs| replicas_of(rs) > 0)
+            .any(|rs| {
+                annotation(&rs.metadata, DESIRED_REPLICAS)
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .is_some_and(|desired| desired != want)
+            })
     }
 
     /// kube's proportional scaling: one active ReplicaSet takes the new count; several share
@@ -663,11 +673,7 @@ impl Controller {
                 namespace: Some(namespace.clone()),
                 labels: Some(labels),
                 annotations: Some(annotations),
-                owner_references: Some(vec![controller_ref(
-                    "apps/v1",
-                    "Deployment",
-                    &d.metadata,
-                )]),
+                owner_references: Some(vec![controller_ref("apps/v1", "Deployment", &d.metadata)]),
                 ..Default::default()
             },
             spec: Some(ReplicaSetSpec {
@@ -713,8 +719,9 @@ impl Controller {
                 let same_owner = controller_of(&existing.metadata)
                     .is_some_and(|r| Some(&r.uid) == d.metadata.uid.as_ref());
                 if same_owner
-                    && template_without_hash(existing.spec.as_ref().and_then(|s| s.template.as_ref()))
-                        == template_without_hash(Some(&spec.template))
+                    && template_without_hash(
+                        existing.spec.as_ref().and_then(|s| s.template.as_ref()),
+                    ) == template_without_hash(Some(&spec.template))
                 {
                     sets.new = Some(existing);
                     return Ok(());
@@ -736,14 +743,23 @@ impl Controller {
             Err(error) => {
                 let message = super::replicaset::error_message(&error);
                 self.events
-                    .record(&*d, WARNING, "FailedCreate", &format!("Failed to create new replica set \"{rs_name}\": {message}"))
+                    .record(
+                        &*d,
+                        WARNING,
+                        "FailedCreate",
+                        &format!("Failed to create new replica set \"{rs_name}\": {message}"),
+                    )
                     .await;
                 Err(error.into())
             }
         }
     }
 
-    async fn set_deployment_revision(&self, d: &mut Deployment, revision: &str) -> Result<(), SyncError> {
+    async fn set_deployment_revision(
+        &self,
+        d: &mut Deployment,
+        revision: &str,
+    ) -> Result<(), SyncError> {
         if annotation(&d.metadata, REVISION) == Some(revision) {
             return Ok(());
         }
@@ -775,17 +791,28 @@ impl Controller {
         if current.is_some_and(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded")) {
             return Ok(());
         }
-        let paused_exists = current.is_some_and(|c| c.reason.as_deref() == Some("DeploymentPaused"));
+        let paused_exists =
+            current.is_some_and(|c| c.reason.as_deref() == Some("DeploymentPaused"));
         let paused = spec.paused.unwrap_or(false);
         if paused && !paused_exists {
             set_condition(
                 &mut conditions,
-                new_condition("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused"),
+                new_condition(
+                    "Progressing",
+                    "Unknown",
+                    "DeploymentPaused",
+                    "Deployment is paused",
+                ),
             );
         } else if !paused && paused_exists {
             set_condition(
                 &mut conditions,
-                new_condition("Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed"),
+                new_condition(
+                    "Progressing",
+                    "Unknown",
+                    "DeploymentResumed",
+                    "Deployment is resumed",
+                ),
             );
         } else {
             return Ok(());
@@ -854,16 +881,27 @@ impl Controller {
             .sum();
         let unavailable = (total_spec - available).max(0);
         let mut conditions = old.conditions.clone().unwrap_or_default();
-        let max_unavailable = fenceposts(d).map_or(0, |p| if p.rolling { p.unavailable } else { 0 });
+        let max_unavailable =
+            fenceposts(d).map_or(0, |p| if p.rolling { p.unavailable } else { 0 });
         if available >= want - max_unavailable {
             set_condition(
                 &mut conditions,
-                new_condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."),
+                new_condition(
+                    "Available",
+                    "True",
+                    "MinimumReplicasAvailable",
+                    "Deployment has minimum availability.",
+                ),
             );
         } else {
             set_condition(
                 &mut conditions,
-                new_condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."),
+                new_condition(
+                    "Available",
+                    "False",
+                    "MinimumReplicasUnavailable",
+                    "Deployment does not have minimum availability.",
+                ),
             );
         }
         let mut again = None;
@@ -894,10 +932,20 @@ impl Controller {
                 if done && observed.is_some() {
                     set_condition(
                         &mut conditions,
-                        new_condition("Progressing", "True", "NewReplicaSetAvailable", &format!("ReplicaSet \"{new_name}\" has successfully progressed.")),
+                        new_condition(
+                            "Progressing",
+                            "True",
+                            "NewReplicaSetAvailable",
+                            &format!("ReplicaSet \"{new_name}\" has successfully progressed."),
+                        ),
                     );
                 } else if progressing {
-                    let mut c = new_condition("Progressing", "True", "ReplicaSetUpdated", &format!("ReplicaSet \"{new_name}\" is progressing."));
+                    let mut c = new_condition(
+                        "Progressing",
+                        "True",
+                        "ReplicaSetUpdated",
+                        &format!("ReplicaSet \"{new_name}\" is progressing."),
+                    );
                     if let Some(current) = current.as_ref().filter(|c| c.status == "True") {
                         c.last_transition_time = current.last_transition_time.clone();
                     }
@@ -905,7 +953,9 @@ impl Controller {
                     conditions.push(c);
                 } else if let Some(current) = current.as_ref() {
                     let reason = current.reason.as_deref();
-                    if reason != Some("NewReplicaSetAvailable") && reason != Some("ProgressDeadlineExceeded") {
+                    if reason != Some("NewReplicaSetAvailable")
+                        && reason != Some("ProgressDeadlineExceeded")
+                    {
                         let from = current
                             .last_update_time
                             .as_ref()
@@ -914,16 +964,30 @@ impl Controller {
                         if at < now.as_second() {
                             set_condition(
                                 &mut conditions,
-                                new_condition("Progressing", "False", "ProgressDeadlineExceeded", &format!("ReplicaSet \"{new_name}\" has timed out progressing.")),
+                                new_condition(
+                                    "Progressing",
+                                    "False",
+                                    "ProgressDeadlineExceeded",
+                                    &format!(
+                                        "ReplicaSet \"{new_name}\" has timed out progressing."
+                                    ),
+                                ),
                             );
                         } else if reason != Some("DeploymentPaused") {
-                            again = Some(Duration::from_secs((at - now.as_second()).max(0) as u64 + 1));
+                            again = Some(Duration::from_secs(
+                                (at - now.as_second()).max(0) as u64 + 1,
+                            ));
                         }
                     }
                 } else if sets.new.is_some() {
                     set_condition(
                         &mut conditions,
-                        new_condition("Progressing", "True", "FoundNewReplicaSet", &format!("Found new replica set \"{new_name}\"")),
+                        new_condition(
+                            "Progressing",
+                            "True",
+                            "FoundNewReplicaSet",
+                            &format!("Found new replica set \"{new_name}\""),
+                        ),
                     );
                 }
             }
@@ -938,7 +1002,12 @@ impl Controller {
             });
             match failure {
                 Some(f) => {
-                    let mut c = new_condition("ReplicaFailure", &f.status, f.reason.as_deref().unwrap_or_default(), f.message.as_deref().unwrap_or_default());
+                    let mut c = new_condition(
+                        "ReplicaFailure",
+                        &f.status,
+                        f.reason.as_deref().unwrap_or_default(),
+                        f.message.as_deref().unwrap_or_default(),
+                    );
                     c.last_transition_time = f.last_transition_time.clone();
                     set_condition(&mut conditions, c);
                 }
@@ -1018,12 +1087,16 @@ fn copied_annotations(d: &Deployment) -> BTreeMap<String, String> {
 /// Splits owned ReplicaSets into the one whose template is the deployment's (the oldest, if
 /// several) and the rest.
 fn split_sets(d: &Deployment, owned: Vec<ReplicaSet>) -> Sets {
-    let template = d.spec.as_ref().map(|s| template_without_hash(Some(&s.template)));
+    let template = d
+        .spec
+        .as_ref()
+        .map(|s| template_without_hash(Some(&s.template)));
     let mut matching: Vec<&ReplicaSet> = owned
         .iter()
         .filter(|rs| {
-            Some(template_without_hash(rs.spec.as_ref().and_then(|s| s.template.as_ref())))
-                == template
+            Some(template_without_hash(
+                rs.spec.as_ref().and_then(|s| s.template.as_ref()),
+            )) == template
         })
         .collect();
     matching.sort_by_key(|rs| created(rs));

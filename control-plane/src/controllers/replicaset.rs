@@ -23,8 +23,7 @@ use super::events::{EventRecorder, NORMAL, WARNING};
 use super::work_queue::{self, WorkQueue, key_of, split_key};
 use super::workload_common::{
     self as common, SyncError, becomes_available_in, claim, controller_of, controller_ref,
-    deletion_order, is_active, is_available, is_ready, labels_of, pod_from_template,
-    selector_of,
+    deletion_order, is_active, is_available, is_ready, labels_of, pod_from_template, selector_of,
 };
 
 const COMPONENT: &str = "replicaset-controller";
@@ -132,7 +131,10 @@ impl Controller {
         let Some(pending) = all.get_mut(key) else {
             return true;
         };
-        if pending.since.is_some_and(|s| s.elapsed() > EXPECTATIONS_TIMEOUT) {
+        if pending
+            .since
+            .is_some_and(|s| s.elapsed() > EXPECTATIONS_TIMEOUT)
+        {
             all.remove(key);
             return true;
         }
@@ -209,7 +211,9 @@ impl Controller {
         let rs_name = rs.metadata.name.clone().unwrap_or_default();
         if active.len() < want {
             let Some(template) = spec.template.as_ref() else {
-                return Err(ManageError::Create("the ReplicaSet has no pod template".into()));
+                return Err(ManageError::Create(
+                    "the ReplicaSet has no pod template".into(),
+                ));
             };
             let mut left = (want - active.len()).min(BURST_REPLICAS);
             let mut batch = 1;
@@ -234,13 +238,23 @@ impl Controller {
                             let pod_name = pod.metadata.name.clone().unwrap_or_default();
                             self.expect(key, Some(pod_name.clone()), None);
                             self.events
-                                .record(rs, NORMAL, "SuccessfulCreate", &format!("Created pod: {pod_name}"))
+                                .record(
+                                    rs,
+                                    NORMAL,
+                                    "SuccessfulCreate",
+                                    &format!("Created pod: {pod_name}"),
+                                )
                                 .await;
                         }
                         Err(error) => {
                             let message = error_message(&error);
                             self.events
-                                .record(rs, WARNING, "FailedCreate", &format!("Error creating: {message}"))
+                                .record(
+                                    rs,
+                                    WARNING,
+                                    "FailedCreate",
+                                    &format!("Error creating: {message}"),
+                                )
                                 .await;
                             first_error.get_or_insert(message);
                         }
@@ -262,14 +276,24 @@ impl Controller {
                     Ok(_) => {
                         self.expect(key, None, pod.metadata.uid.clone());
                         self.events
-                            .record(rs, NORMAL, "SuccessfulDelete", &format!("Deleted pod: {pod_name}"))
+                            .record(
+                                rs,
+                                NORMAL,
+                                "SuccessfulDelete",
+                                &format!("Deleted pod: {pod_name}"),
+                            )
                             .await;
                     }
                     Err(kube::Error::Api(s)) if s.is_not_found() => {}
                     Err(error) => {
                         let message = error_message(&error);
                         self.events
-                            .record(rs, WARNING, "FailedDelete", &format!("Error deleting: {message}"))
+                            .record(
+                                rs,
+                                WARNING,
+                                "FailedDelete",
+                                &format!("Error deleting: {message}"),
+                            )
                             .await;
                         return Err(ManageError::Delete(message));
                     }
@@ -300,7 +324,9 @@ impl Controller {
             .iter()
             .filter(|p| {
                 let labels = labels_of(&p.metadata);
-                template_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+                template_labels
+                    .iter()
+                    .all(|(k, v)| labels.get(k) == Some(v))
             })
             .count();
         let ready = active.iter().filter(|p| is_ready(p)).count();

@@ -124,8 +124,7 @@ impl Controller {
         let deleting = set.metadata.deletion_timestamp.is_some();
         let owned = claim(&pods_api, &owner, deleting, &selector, candidates).await?;
         let in_use: Vec<String> = owned.iter().filter_map(|p| revision_label(p)).collect();
-        let revision_api: Api<ControllerRevision> =
-            Api::namespaced(self.client.clone(), namespace);
+        let revision_api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), namespace);
         let labels = spec
             .template
             .metadata
@@ -146,7 +145,11 @@ impl Controller {
         let current = status
             .current_revision
             .as_ref()
-            .and_then(|c| all_revisions.iter().find(|r| r.metadata.name.as_ref() == Some(c)))
+            .and_then(|c| {
+                all_revisions
+                    .iter()
+                    .find(|r| r.metadata.name.as_ref() == Some(c))
+            })
             .unwrap_or(&update)
             .clone();
         let current_name = current.metadata.name.clone().unwrap_or_default();
@@ -157,9 +160,11 @@ impl Controller {
             }
         }
         if !deleting {
-            self.manage(&set, &by_ordinal, &current, &update, &pods_api).await?;
+            self.manage(&set, &by_ordinal, &current, &update, &pods_api)
+                .await?;
         }
-        self.write_status(&set, &by_ordinal, &current_name, &update_name).await
+        self.write_status(&set, &by_ordinal, &current_name, &update_name)
+            .await
     }
 
     /// One step toward the spec, in kube's order.
@@ -262,7 +267,10 @@ impl Controller {
         let owner = controller_ref("apps/v1", "StatefulSet", &set.metadata);
         let mut pod = pod_from_template(&template, &namespace, Some(pod_name.clone()), None, owner);
         let labels = pod.metadata.labels.get_or_insert_with(Default::default);
-        labels.insert(REVISION_HASH.into(), revision.metadata.name.clone().unwrap_or_default());
+        labels.insert(
+            REVISION_HASH.into(),
+            revision.metadata.name.clone().unwrap_or_default(),
+        );
         labels.insert(POD_NAME_LABEL.into(), pod_name.clone());
         labels.insert(POD_INDEX_LABEL.into(), ordinal.to_string());
         let mut pod_spec = pod.spec.clone().unwrap_or_default();
@@ -285,7 +293,8 @@ impl Controller {
                     }),
                     ..Default::default()
                 });
-                self.create_claim(set, template, &claim_name, &pod_name).await;
+                self.create_claim(set, template, &claim_name, &pod_name)
+                    .await;
             }
             pod_spec.volumes = Some(volumes);
         }
@@ -293,7 +302,12 @@ impl Controller {
         match pods_api.create(&PostParams::default(), &pod).await {
             Ok(_) => {
                 self.events
-                    .record(set, NORMAL, "SuccessfulCreate", &format!("create Pod {pod_name} in StatefulSet {set_name} successful"))
+                    .record(
+                        set,
+                        NORMAL,
+                        "SuccessfulCreate",
+                        &format!("create Pod {pod_name} in StatefulSet {set_name} successful"),
+                    )
                     .await;
                 Ok(())
             }
@@ -361,13 +375,23 @@ impl Controller {
         }
     }
 
-    async fn delete_pod(&self, set: &StatefulSet, pod: &Pod, pods_api: &Api<Pod>) -> Result<(), SyncError> {
+    async fn delete_pod(
+        &self,
+        set: &StatefulSet,
+        pod: &Pod,
+        pods_api: &Api<Pod>,
+    ) -> Result<(), SyncError> {
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
         let set_name = set.metadata.name.clone().unwrap_or_default();
         match pods_api.delete(&pod_name, &DeleteParams::default()).await {
             Ok(_) => {
                 self.events
-                    .record(set, NORMAL, "SuccessfulDelete", &format!("delete Pod {pod_name} in StatefulSet {set_name} successful"))
+                    .record(
+                        set,
+                        NORMAL,
+                        "SuccessfulDelete",
+                        &format!("delete Pod {pod_name} in StatefulSet {set_name} successful"),
+                    )
                     .await;
                 Ok(())
             }
@@ -404,9 +428,18 @@ impl Controller {
         let mut current_revision = current_name.to_string();
         let mut current = count(&|p| revision_label(p).as_deref() == Some(current_name));
         let updated = count(&|p| revision_label(p).as_deref() == Some(update_name));
-        let rolling = spec.update_strategy.as_ref().and_then(|s| s.type_.as_deref()) != Some("OnDelete");
+        let rolling = spec
+            .update_strategy
+            .as_ref()
+            .and_then(|s| s.type_.as_deref())
+            != Some("OnDelete");
         let want = spec.replicas.unwrap_or(1);
-        if current_name != update_name && rolling && updated == want && ready == want && replicas == want {
+        if current_name != update_name
+            && rolling
+            && updated == want
+            && ready == want
+            && replicas == want
+        {
             current_revision = update_name.to_string();
             current = updated;
         }
@@ -424,13 +457,27 @@ impl Controller {
         let old = serde_json::to_value(set.status.clone().unwrap_or_default()).unwrap_or_default();
         let changed = status.as_object().into_iter().flatten().any(|(k, v)| {
             let before = old.get(k).cloned().unwrap_or(serde_json::Value::Null);
-            let before = if before == json!(0) && v.is_null() { serde_json::Value::Null } else { before };
+            let before = if before == json!(0) && v.is_null() {
+                serde_json::Value::Null
+            } else {
+                before
+            };
             &before != v
         });
         if changed {
-            let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), set.metadata.namespace.as_deref().unwrap_or_default());
+            let api: Api<StatefulSet> = Api::namespaced(
+                self.client.clone(),
+                set.metadata.namespace.as_deref().unwrap_or_default(),
+            );
             let name = set.metadata.name.clone().unwrap_or_default();
-            match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {
+            match api
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": status})),
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(None),
                 Err(error) => return Err(error.into()),

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::Api;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -213,7 +213,6 @@ where
         let _ = store.wait_until_ready().await;
     })
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -28,7 +28,10 @@ pub enum SyncError {
 /// controllers).
 pub fn selector_of(selector: &LabelSelector) -> Result<LabelMatcher, SyncError> {
     let empty = selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty());
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(|e| e.is_empty());
     if empty {
         return Ok(LabelMatcher::nothing());
     }
@@ -161,7 +164,8 @@ pub fn is_ready(pod: &Pod) -> bool {
 /// Ready for at least `min_ready_seconds` at `now`.
 pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
     ready_since(pod).is_some_and(|since| {
-        min_ready_seconds <= 0 || since.as_second() + i64::from(min_ready_seconds) <= now.as_second()
+        min_ready_seconds <= 0
+            || since.as_second() + i64::from(min_ready_seconds) <= now.as_second()
     })
 }
 
@@ -207,7 +211,12 @@ pub fn pod_from_template(
 /// before Running, not ready before ready, ready for less time first, more restarts first,
 /// newer first.
 pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
-    let assigned = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+    let assigned = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty())
+    };
     let phase_rank = |p: &Pod| match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
         Some("Pending") => 0,
         Some("Running") => 2,
@@ -217,7 +226,9 @@ pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
         p.status
             .as_ref()
             .and_then(|s| s.container_statuses.as_ref())
-            .map_or(0, |cs| cs.iter().map(|c| c.restart_count).max().unwrap_or(0))
+            .map_or(0, |cs| {
+                cs.iter().map(|c| c.restart_count).max().unwrap_or(0)
+            })
     };
     let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
     assigned(a)
@@ -282,7 +293,9 @@ pub fn scaled_value(
             let percent: i64 = s
                 .strip_suffix('%')
                 .and_then(|p| p.parse().ok())
-                .ok_or_else(|| SyncError::Invalid(format!("invalid value for IntOrString: {s:?}")))?;
+                .ok_or_else(|| {
+                    SyncError::Invalid(format!("invalid value for IntOrString: {s:?}"))
+                })?;
             let product = percent * i64::from(total);
             let result = if round_up {
                 (product + 99).div_euclid(100)
@@ -309,7 +322,10 @@ mod tests {
         assert_eq!(scaled_value(Some(&pct), "25%", 5, true).ok(), Some(2));
         assert_eq!(scaled_value(Some(&pct), "25%", 5, false).ok(), Some(1));
         assert_eq!(scaled_value(None, "25%", 10, false).ok(), Some(2));
-        assert_eq!(scaled_value(Some(&IntOrString::Int(3)), "25%", 10, false).ok(), Some(3));
+        assert_eq!(
+            scaled_value(Some(&IntOrString::Int(3)), "25%", 10, false).ok(),
+            Some(3)
+        );
         assert!(scaled_value(Some(&IntOrString::String("x".into())), "", 1, true).is_err());
     }
 
@@ -318,7 +334,10 @@ mod tests {
         let a = template_hash(&json!({"a": 1}), None);
         assert_eq!(a, template_hash(&json!({"a": 1}), None));
         assert_ne!(a, template_hash(&json!({"a": 1}), Some(1)));
-        assert!(a.bytes().all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)));
+        assert!(
+            a.bytes()
+                .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b))
+        );
         assert_eq!(fnv32a(b""), 0x811c_9dc5);
         assert_eq!(fnv32a(b"a"), 0xe40c_292c);
     }
@@ -419,7 +438,15 @@ pub mod revisions {
         let spare: Vec<&ControllerRevision> = owned
             .iter()
             .filter(|r| r.metadata.name != current_name)
-            .filter(|r| !in_use.iter().any(|h| Some(h) == r.metadata.name.as_ref() || r.metadata.name.as_deref().is_some_and(|n| n.ends_with(&format!("-{h}")))))
+            .filter(|r| {
+                !in_use.iter().any(|h| {
+                    Some(h) == r.metadata.name.as_ref()
+                        || r.metadata
+                            .name
+                            .as_deref()
+                            .is_some_and(|n| n.ends_with(&format!("-{h}")))
+                })
+            })
             .collect();
         let excess = spare.len() as i64 - i64::from(history_limit);
         for revision in spare.into_iter().take(excess.max(0) as usize) {
@@ -436,6 +463,7 @@ pub mod revisions {
     /// The hash part of a revision's name (`<owner>-<hash>`).
     pub fn hash_of(revision: &ControllerRevision) -> String {
         let name = revision.metadata.name.clone().unwrap_or_default();
-        name.rsplit_once('-').map_or(name.clone(), |(_, h)| h.to_string())
+        name.rsplit_once('-')
+            .map_or(name.clone(), |(_, h)| h.to_string())
     }
 }

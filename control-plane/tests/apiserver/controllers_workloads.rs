@@ -60,7 +60,10 @@ fn items(list: &Value) -> Vec<Value> {
 }
 
 fn name_of(object: &Value) -> String {
-    object["metadata"]["name"].as_str().unwrap_or_default().to_string()
+    object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn is_ready(pod: &Value) -> bool {
@@ -78,7 +81,15 @@ fn mark_ready(api: &TestApiserver, pod: &str) {
         r#"{{"status":{{"phase":"Running","conditions":[{{"type":"Ready","status":"True","lastTransitionTime":"{now}"}},{{"type":"ContainersReady","status":"True","lastTransitionTime":"{now}"}},{{"type":"PodScheduled","status":"True","lastTransitionTime":"{now}"}}]}}}}"#
     );
     let output = api.kubectl(
-        &["patch", "pod", pod, "--subresource=status", "--type=merge", "-p", &patch],
+        &[
+            "patch",
+            "pod",
+            pod,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
         None,
     );
     // A pod deleted meanwhile is fine; anything else is not.
@@ -99,12 +110,21 @@ fn play_kubelet(api: &TestApiserver, selector: &str, unbound_too: bool, limit: u
         let name = name_of(&pod);
         if !pod["metadata"]["deletionTimestamp"].is_null() {
             let _ = api.kubectl(
-                &["delete", "pod", &name, "--grace-period=0", "--force", "--wait=false"],
+                &[
+                    "delete",
+                    "pod",
+                    &name,
+                    "--grace-period=0",
+                    "--force",
+                    "--wait=false",
+                ],
                 None,
             );
             continue;
         }
-        let bound = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+        let bound = pod["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty());
         if (bound || unbound_too) && !is_ready(&pod) && marked < limit {
             mark_ready(api, &name);
             marked += 1;
@@ -208,14 +228,25 @@ fn deployment_rolls_out_scales_and_undoes(backend: Backend) {
     );
     assert!(status.contains("successfully rolled out"), "{status}");
     let progressing = api.ok(
-        &["get", "deploy", "web", "-o", "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}"],
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+        ],
         None,
     );
     assert_eq!(progressing, "NewReplicaSetAvailable");
 
     // A new image: the rollout keeps at most 6 pods and at least 4 available.
     api.ok(
-        &["set", "image", "deployment/web", "app=registry.example/web:2"],
+        &[
+            "set",
+            "image",
+            "deployment/web",
+            "app=registry.example/web:2",
+        ],
         None,
     );
     let mut max_total = 0;
@@ -239,9 +270,15 @@ fn deployment_rolls_out_scales_and_undoes(backend: Backend) {
         None
     });
     assert!(max_total <= 6, "maxSurge 1 allows 6 pods, saw {max_total}");
-    assert!(min_ready >= 4, "maxUnavailable 1 keeps 4 ready, saw {min_ready}");
+    assert!(
+        min_ready >= 4,
+        "maxUnavailable 1 keeps 4 ready, saw {min_ready}"
+    );
     play_kubelet(&api, "app=web", false, 0);
-    let status = api.ok(&["rollout", "status", "deployment/web", "--timeout=30s"], None);
+    let status = api.ok(
+        &["rollout", "status", "deployment/web", "--timeout=30s"],
+        None,
+    );
     assert!(status.contains("successfully rolled out"), "{status}");
     let history = api.ok(&["rollout", "history", "deployment/web"], None);
     let revisions: Vec<&str> = history
@@ -251,7 +288,16 @@ fn deployment_rolls_out_scales_and_undoes(backend: Backend) {
         .collect();
     assert_eq!(revisions, ["1", "2"], "{history}");
     assert_eq!(
-        api.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"], None),
+        api.ok(
+            &[
+                "get",
+                "deploy",
+                "web",
+                "-o",
+                "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"
+            ],
+            None
+        ),
         "2"
     );
 
@@ -262,7 +308,10 @@ fn deployment_rolls_out_scales_and_undoes(backend: Backend) {
         let first = sets.iter().find(|rs| name_of(rs) == first_name)?;
         let done = first["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
             && first["status"]["readyReplicas"].as_i64() == Some(5)
-            && sets.iter().filter(|rs| name_of(rs) != first_name).all(|rs| spec_replicas(rs) == 0);
+            && sets
+                .iter()
+                .filter(|rs| name_of(rs) != first_name)
+                .all(|rs| spec_replicas(rs) == 0);
         if done {
             return Some(());
         }
@@ -270,18 +319,33 @@ fn deployment_rolls_out_scales_and_undoes(backend: Backend) {
         None
     });
     let image = api.ok(
-        &["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"],
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
         None,
     );
     assert_eq!(image, "registry.example/web:1");
     let history = api.ok(&["rollout", "history", "deployment/web"], None);
-    assert!(history.contains("\n2 ") && history.contains("\n3 "), "{history}");
+    assert!(
+        history.contains("\n2 ") && history.contains("\n3 "),
+        "{history}"
+    );
 
     // kubectl scale.
     api.ok(&["scale", "deployment/web", "--replicas=2"], None);
     wait_for(
         &api,
-        &["get", "deploy", "web", "-o", "jsonpath={.status.replicas}/{.status.availableReplicas}"],
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.status.replicas}/{.status.availableReplicas}",
+        ],
         "the deployment to scale to 2",
         |s| {
             play_kubelet(&api, "app=web", false, 0);
@@ -290,7 +354,8 @@ fn deployment_rolls_out_scales_and_undoes(backend: Backend) {
     );
     let described = api.ok(&["describe", "deployment", "web"], None);
     assert!(
-        described.contains("ScalingReplicaSet") && described.contains(&format!("Scaled down replica set {first_name} from 5 to 2")),
+        described.contains("ScalingReplicaSet")
+            && described.contains(&format!("Scaled down replica set {first_name} from 5 to 2")),
         "{described}"
     );
     api.ok(&["delete", "deployment", "web"], None);
@@ -300,7 +365,10 @@ crate::both_backends!(deployment_rolls_out_scales_and_undoes);
 
 #[test]
 fn deployment_whose_selector_misses_its_template_is_refused() {
-    if !require_backend("deployment_whose_selector_misses_its_template_is_refused", Backend::Embedded) {
+    if !require_backend(
+        "deployment_whose_selector_misses_its_template_is_refused",
+        Backend::Embedded,
+    ) {
         return;
     }
     let api = TestApiserver::start_with(Backend::Embedded);
@@ -309,7 +377,10 @@ fn deployment_whose_selector_misses_its_template_is_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("422"), "{stderr}");
-    assert!(stderr.contains("`selector` does not match template `labels`"), "{stderr}");
+    assert!(
+        stderr.contains("`selector` does not match template `labels`"),
+        "{stderr}"
+    );
 }
 
 const REPLICA_SET: &str = "apiVersion: apps/v1
@@ -338,7 +409,10 @@ fn pods_of(api: &TestApiserver, selector: &str) -> Vec<Value> {
 
 #[test]
 fn replicaset_adopts_orphans_replaces_and_releases() {
-    if !require_backend("replicaset_adopts_orphans_replaces_and_releases", Backend::Embedded) {
+    if !require_backend(
+        "replicaset_adopts_orphans_replaces_and_releases",
+        Backend::Embedded,
+    ) {
         return;
     }
     let api = TestApiserver::start_with(Backend::Embedded);
@@ -346,14 +420,18 @@ fn replicaset_adopts_orphans_replaces_and_releases() {
     api.ok(&["create", "-f", "-"], Some(orphan));
     let _controllers = start_controllers(&api);
     api.ok(&["create", "-f", "-"], Some(REPLICA_SET));
-    let pods = poll("the orphan adopted and one pod created", Duration::from_secs(30), || {
-        let pods = pods_of(&api, "app=cache");
-        let owned = pods
-            .iter()
-            .filter(|p| p["metadata"]["ownerReferences"][0]["name"] == "cache")
-            .count();
-        (pods.len() == 2 && owned == 2).then_some(pods)
-    });
+    let pods = poll(
+        "the orphan adopted and one pod created",
+        Duration::from_secs(30),
+        || {
+            let pods = pods_of(&api, "app=cache");
+            let owned = pods
+                .iter()
+                .filter(|p| p["metadata"]["ownerReferences"][0]["name"] == "cache")
+                .count();
+            (pods.len() == 2 && owned == 2).then_some(pods)
+        },
+    );
     let created: Vec<String> = pods.iter().map(name_of).filter(|n| n != "orphan").collect();
     assert!(created[0].starts_with("cache-"), "{created:?}");
     // Nothing more is created once the count is right.
@@ -369,10 +447,15 @@ fn replicaset_adopts_orphans_replaces_and_releases() {
 
     // A pod relabelled out of the selector is released and replaced.
     let released = created[0].clone();
-    api.ok(&["label", "pod", &released, "app=gone", "--overwrite"], None);
+    api.ok(
+        &["label", "pod", &released, "app=gone", "--overwrite"],
+        None,
+    );
     poll("the release", Duration::from_secs(30), || {
         let pod = json_of(&api, &["get", "pod", &released]);
-        let refs = pod["metadata"]["ownerReferences"].as_array().map_or(0, Vec::len);
+        let refs = pod["metadata"]["ownerReferences"]
+            .as_array()
+            .map_or(0, Vec::len);
         (refs == 0 && pods_of(&api, "app=cache").len() == 2).then_some(())
     });
 
@@ -381,14 +464,25 @@ fn replicaset_adopts_orphans_replaces_and_releases() {
     }
     wait_for(
         &api,
-        &["get", "rs", "cache", "-o", "jsonpath={.status.replicas}/{.status.readyReplicas}/{.status.availableReplicas}/{.status.fullyLabeledReplicas}/{.status.observedGeneration}"],
+        &[
+            "get",
+            "rs",
+            "cache",
+            "-o",
+            "jsonpath={.status.replicas}/{.status.readyReplicas}/{.status.availableReplicas}/{.status.fullyLabeledReplicas}/{.status.observedGeneration}",
+        ],
         "the ReplicaSet status",
         |s| s == "2/2/2/2/1",
     );
     let described = api.ok(&["describe", "rs", "cache"], None);
     assert!(described.contains("SuccessfulCreate"), "{described}");
     api.ok(&["scale", "rs", "cache", "--replicas=1"], None);
-    wait_for(&api, &["get", "rs", "cache", "-o", "jsonpath={.status.replicas}"], "scale down", |s| s == "1");
+    wait_for(
+        &api,
+        &["get", "rs", "cache", "-o", "jsonpath={.status.replicas}"],
+        "scale down",
+        |s| s == "1",
+    );
     let described = api.ok(&["describe", "rs", "cache"], None);
     assert!(described.contains("SuccessfulDelete"), "{described}");
     api.ok(&["delete", "rs", "cache"], None);
@@ -449,7 +543,10 @@ subjects:
 /// condition goes.
 #[test]
 fn refused_pod_creates_report_failed_create_without_a_busy_loop() {
-    if !require_backend("refused_pod_creates_report_failed_create_without_a_busy_loop", Backend::Embedded) {
+    if !require_backend(
+        "refused_pod_creates_report_failed_create_without_a_busy_loop",
+        Backend::Embedded,
+    ) {
         return;
     }
     let api = TestApiserver::start_with(Backend::Embedded);
@@ -464,17 +561,33 @@ fn refused_pod_creates_report_failed_create_without_a_busy_loop() {
     api.ok(&["create", "-f", "-"], Some(REPLICA_SET));
     let message = wait_for(
         &api,
-        &["get", "rs", "cache", "-o", "jsonpath={.status.conditions[?(@.type==\"ReplicaFailure\")].reason}|{.status.conditions[?(@.type==\"ReplicaFailure\")].message}"],
+        &[
+            "get",
+            "rs",
+            "cache",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"ReplicaFailure\")].reason}|{.status.conditions[?(@.type==\"ReplicaFailure\")].message}",
+        ],
         "the ReplicaFailure condition",
         |s| s.starts_with("FailedCreate|"),
     );
     assert!(message.contains("forbidden"), "{message}");
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
-    let events = json_of(&api, &["get", "events", "--field-selector", "reason=FailedCreate"]);
+    let events = json_of(
+        &api,
+        &["get", "events", "--field-selector", "reason=FailedCreate"],
+    );
     let events = items(&events);
-    let attempts: i64 = events.iter().map(|e| e["count"].as_i64().unwrap_or(0)).sum();
-    assert_eq!(events.len(), 1, "repeats are counted on one event: {events:?}");
+    let attempts: i64 = events
+        .iter()
+        .map(|e| e["count"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        events.len(),
+        1,
+        "repeats are counted on one event: {events:?}"
+    );
     assert!(
         (1..=10).contains(&attempts),
         "{attempts} attempts in {:?}: the retries must back off",
@@ -531,7 +644,10 @@ fn agent_nodes(api: &TestApiserver) -> BTreeMap<String, String> {
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
         .map(|p| {
             (
-                p["spec"]["nodeName"].as_str().unwrap_or_default().to_string(),
+                p["spec"]["nodeName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 name_of(p),
             )
         })
@@ -540,7 +656,10 @@ fn agent_nodes(api: &TestApiserver) -> BTreeMap<String, String> {
 
 #[test]
 fn daemonset_runs_one_pod_per_eligible_node() {
-    if !require_backend("daemonset_runs_one_pod_per_eligible_node", Backend::Embedded) {
+    if !require_backend(
+        "daemonset_runs_one_pod_per_eligible_node",
+        Backend::Embedded,
+    ) {
         return;
     }
     let api = TestApiserver::start_with(Backend::Embedded);
@@ -548,27 +667,41 @@ fn daemonset_runs_one_pod_per_eligible_node() {
     api.ok(&["create", "-f", "-"], Some(&node("plain-2", "")));
     api.ok(
         &["create", "-f", "-"],
-        Some(&node("tainted", "  taints:\n  - key: dedicated\n    value: gpu\n    effect: NoSchedule\n")),
+        Some(&node(
+            "tainted",
+            "  taints:\n  - key: dedicated\n    value: gpu\n    effect: NoSchedule\n",
+        )),
     );
-    api.ok(&["create", "-f", "-"], Some(&node("cordoned", "  unschedulable: true\n")));
+    api.ok(
+        &["create", "-f", "-"],
+        Some(&node("cordoned", "  unschedulable: true\n")),
+    );
     let _scheduler = start_scheduler(&api);
     let _controllers = start_controllers(&api);
     api.ok(&["create", "-f", "-"], Some(DAEMON_SET));
     // kube's DaemonSet pods tolerate node.kubernetes.io/unschedulable: a cordoned node keeps
     // its daemon (that is why `kubectl drain` needs --ignore-daemonsets); a tainted one
     // gets none.
-    let placed = poll("a bound agent on each eligible node", Duration::from_secs(30), || {
-        let nodes = agent_nodes(&api);
-        (nodes.len() == 3 && !nodes.contains_key("")).then_some(nodes)
-    });
+    let placed = poll(
+        "a bound agent on each eligible node",
+        Duration::from_secs(30),
+        || {
+            let nodes = agent_nodes(&api);
+            (nodes.len() == 3 && !nodes.contains_key("")).then_some(nodes)
+        },
+    );
     let on: Vec<&String> = placed.keys().collect();
     assert_eq!(on, ["cordoned", "plain-1", "plain-2"]);
     let pod = json_of(&api, &["get", "pod", &placed["plain-1"]]);
-    let term = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchFields"][0];
+    let term = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"][0]["matchFields"][0];
     assert_eq!(term["key"], "metadata.name");
     assert_eq!(term["values"][0], "plain-1");
     let tolerations = pod["spec"]["tolerations"].to_string();
-    assert!(tolerations.contains("node.kubernetes.io/unschedulable"), "{tolerations}");
+    assert!(
+        tolerations.contains("node.kubernetes.io/unschedulable"),
+        "{tolerations}"
+    );
     assert!(pod["metadata"]["labels"]["controller-revision-hash"].is_string());
 
     api.ok(&["create", "-f", "-"], Some(&node("late", "")));
@@ -578,27 +711,52 @@ fn daemonset_runs_one_pod_per_eligible_node() {
     play_kubelet(&api, "app=agent", false, 10);
     wait_for(
         &api,
-        &["get", "ds", "agent", "-o", "jsonpath={.status.desiredNumberScheduled}/{.status.currentNumberScheduled}/{.status.numberReady}/{.status.updatedNumberScheduled}/{.status.numberMisscheduled}"],
+        &[
+            "get",
+            "ds",
+            "agent",
+            "-o",
+            "jsonpath={.status.desiredNumberScheduled}/{.status.currentNumberScheduled}/{.status.numberReady}/{.status.updatedNumberScheduled}/{.status.numberMisscheduled}",
+        ],
         "the DaemonSet status",
         |s| s == "4/4/4/4/0",
     );
-    let status = api.ok(&["rollout", "status", "daemonset/agent", "--timeout=30s"], None);
+    let status = api.ok(
+        &["rollout", "status", "daemonset/agent", "--timeout=30s"],
+        None,
+    );
     assert!(status.contains("successfully rolled out"), "{status}");
 
     // A new template rolls out one node at a time (maxUnavailable 1).
-    api.ok(&["set", "image", "daemonset/agent", "agent=registry.example/agent:2"], None);
+    api.ok(
+        &[
+            "set",
+            "image",
+            "daemonset/agent",
+            "agent=registry.example/agent:2",
+        ],
+        None,
+    );
     poll("the DaemonSet rollout", Duration::from_secs(60), || {
         play_kubelet(&api, "app=agent", false, 10);
         let pods = pods_of(&api, "app=agent");
-        let live: Vec<&Value> = pods.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect();
+        let live: Vec<&Value> = pods
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .collect();
         let updated = live
             .iter()
-            .filter(|p| p["spec"]["containers"][0]["image"] == "registry.example/agent:2" && is_ready(p))
+            .filter(|p| {
+                p["spec"]["containers"][0]["image"] == "registry.example/agent:2" && is_ready(p)
+            })
             .count();
         (updated == 4 && live.len() == 4).then_some(())
     });
     let history = api.ok(&["rollout", "history", "daemonset/agent"], None);
-    assert!(history.contains("\n1 ") && history.contains("\n2 "), "{history}");
+    assert!(
+        history.contains("\n1 ") && history.contains("\n2 "),
+        "{history}"
+    );
     api.ok(&["delete", "ds", "agent"], None);
 }
 
@@ -642,37 +800,69 @@ fn sts_pods(api: &TestApiserver) -> Vec<String> {
 
 #[test]
 fn statefulset_creates_in_order_and_scales_down_from_the_top() {
-    if !require_backend("statefulset_creates_in_order_and_scales_down_from_the_top", Backend::Embedded) {
+    if !require_backend(
+        "statefulset_creates_in_order_and_scales_down_from_the_top",
+        Backend::Embedded,
+    ) {
         return;
     }
     let api = TestApiserver::start_with(Backend::Embedded);
     let _controllers = start_controllers(&api);
     api.ok(&["create", "-f", "-"], Some(STATEFUL_SET));
-    for (ordinal, expected) in [(0, vec!["web-0"]), (1, vec!["web-0", "web-1"]), (2, vec!["web-0", "web-1", "web-2"])] {
+    for (ordinal, expected) in [
+        (0, vec!["web-0"]),
+        (1, vec!["web-0", "web-1"]),
+        (2, vec!["web-0", "web-1", "web-2"]),
+    ] {
         poll(&format!("web-{ordinal}"), Duration::from_secs(30), || {
             (sts_pods(&api) == expected).then_some(())
         });
         // The next one waits for this one to be Ready.
         std::thread::sleep(Duration::from_millis(400));
-        assert_eq!(sts_pods(&api), expected, "OrderedReady waits for web-{ordinal}");
+        assert_eq!(
+            sts_pods(&api),
+            expected,
+            "OrderedReady waits for web-{ordinal}"
+        );
         mark_ready(&api, &format!("web-{ordinal}"));
     }
     let pod = json_of(&api, &["get", "pod", "web-1"]);
     assert_eq!(pod["spec"]["hostname"], "web-1");
     assert_eq!(pod["spec"]["subdomain"], "web");
-    assert_eq!(pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"], "web-1");
-    assert_eq!(pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"], "1");
-    assert_eq!(pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"], "data-web-1");
-    let revision = pod["metadata"]["labels"]["controller-revision-hash"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
+        "web-1"
+    );
+    assert_eq!(
+        pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"],
+        "1"
+    );
+    assert_eq!(
+        pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "data-web-1"
+    );
+    let revision = pod["metadata"]["labels"]["controller-revision-hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(revision.starts_with("web-"), "{revision}");
     wait_for(
         &api,
-        &["get", "sts", "web", "-o", "jsonpath={.status.replicas}/{.status.readyReplicas}/{.status.currentReplicas}/{.status.updatedReplicas}/{.status.currentRevision}/{.status.updateRevision}"],
+        &[
+            "get",
+            "sts",
+            "web",
+            "-o",
+            "jsonpath={.status.replicas}/{.status.readyReplicas}/{.status.currentReplicas}/{.status.updatedReplicas}/{.status.currentRevision}/{.status.updateRevision}",
+        ],
         "the StatefulSet status",
         |s| s == format!("3/3/3/3/{revision}/{revision}"),
     );
     let described = api.ok(&["describe", "sts", "web"], None);
-    assert!(described.contains("does not serve persistentvolumeclaims"), "{described}");
+    assert!(
+        described.contains("does not serve persistentvolumeclaims"),
+        "{described}"
+    );
 
     // Scale down: web-2 goes before web-1.
     api.ok(&["scale", "sts", "web", "--replicas=1"], None);

@@ -2,10 +2,10 @@
 //! runs in-process on a free port over a temporary data dir, and every check goes through
 //! kubectl with the admin.kubeconfig the apiserver wrote (or a kubeconfig for another user).
 
+mod controllers_workloads;
 #[path = "../storage/etcd_process.rs"]
 mod etcd_process;
 mod harness;
-mod controllers_workloads;
 mod kubectl_basics;
 mod kubectl_protobuf;
 mod kubectl_workflows;
