@@ -112,10 +112,10 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
 }
 
 fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty()) {
-        if effect != taint.effect {
-            return false;
-        }
+    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty())
+        && effect != taint.effect
+    {
+        return false;
     }
     let key = toleration.key.as_deref().unwrap_or_default();
     match toleration.operator.as_deref().unwrap_or("Equal") {
@@ -155,7 +155,8 @@ fn with_daemon_tolerations(spec: &PodSpec) -> PodSpec {
     spec
 }
 
-/// Whether a daemon pod should be placed on `node`, and whether one there may stay.
+/// Whether a daemon pod should be placed on `node`, and whether one already there may stay
+/// (only untolerated NoExecute taints evict).
 fn placement(spec: &PodSpec, node: &Node) -> (bool, bool) {
     let name = node.metadata.name.clone().unwrap_or_default();
     let labels = labels_of(&node.metadata);
@@ -320,7 +321,7 @@ impl Controller {
             let (should_run, may_stay) = placement(&daemon_spec, node);
             let pods = by_node.get(&node_name).cloned().unwrap_or_default();
             let active: Vec<&Arc<Pod>> = pods.iter().filter(|p| is_active(p)).collect();
-            if should_run || (may_stay && !active.is_empty()) {
+            if should_run {
                 wanted_nodes.push(node_name.clone());
                 for failed in pods
                     .iter()
@@ -337,8 +338,11 @@ impl Controller {
                     delete.extend(extra.into_iter().skip(1).cloned());
                 }
             } else if !active.is_empty() {
+                // Counted as misscheduled; deleted unless a NoSchedule taint came after it.
                 misscheduled += 1;
-                delete.extend(active.into_iter().cloned());
+                if !may_stay {
+                    delete.extend(active.into_iter().cloned());
+                }
             }
         }
         // Pods on nodes that no longer exist go too.
@@ -578,5 +582,82 @@ impl Controller {
             }
         }
         Ok(again)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::NodeSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn node(taints: Vec<Taint>, labels: &[(&str, &str)]) -> Node {
+        Node {
+            metadata: ObjectMeta {
+                name: Some("n".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            spec: Some(NodeSpec {
+                taints: Some(taints),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn taint(key: &str, effect: &str) -> Taint {
+        Taint {
+            key: key.into(),
+            effect: effect.into(),
+            value: Some("x".into()),
+            time_added: None,
+        }
+    }
+
+    #[test]
+    fn taints_and_selectors_decide_placement() {
+        let spec = with_daemon_tolerations(&PodSpec::default());
+        assert_eq!(placement(&spec, &node(vec![], &[])), (true, true));
+        let unschedulable = taint("node.kubernetes.io/unschedulable", "NoSchedule");
+        assert_eq!(
+            placement(&spec, &node(vec![unschedulable], &[])),
+            (true, true)
+        );
+        assert_eq!(
+            placement(&spec, &node(vec![taint("gpu", "NoSchedule")], &[])),
+            (false, true)
+        );
+        assert_eq!(
+            placement(&spec, &node(vec![taint("gpu", "NoExecute")], &[])),
+            (false, false)
+        );
+        let mut selective = spec.clone();
+        selective.node_selector = Some([("disk".to_string(), "ssd".to_string())].into());
+        assert_eq!(placement(&selective, &node(vec![], &[])), (false, false));
+        assert_eq!(
+            placement(&selective, &node(vec![], &[("disk", "ssd")])),
+            (true, true)
+        );
+    }
+
+    #[test]
+    fn pods_are_pinned_and_found_by_their_node() {
+        let mut spec = PodSpec::default();
+        pin_to_node(&mut spec, "worker-1");
+        let pod = Pod {
+            spec: Some(spec),
+            ..Default::default()
+        };
+        assert_eq!(target_node(&pod).as_deref(), Some("worker-1"));
+        let tolerations = with_daemon_tolerations(&PodSpec::default())
+            .tolerations
+            .unwrap_or_default();
+        assert_eq!(tolerations.len(), DAEMON_TOLERATIONS.len());
     }
 }

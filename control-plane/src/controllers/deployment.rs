@@ -411,10 +411,10 @@ impl Controller {
             self.sync_revision(d, sets, true).await?;
         }
         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        if let Some(new) = sets.new.clone() {
-            if replicas_of(&new) != want {
-                self.scale_set(d, sets, &new, want).await?;
-            }
+        if let Some(new) = sets.new.clone()
+            && replicas_of(&new) != want
+        {
+            self.scale_set(d, sets, &new, want).await?;
         }
         if complete(d, d.status.as_ref()) {
             self.cleanup(d, sets).await?;
@@ -1111,4 +1111,68 @@ fn split_sets(d: &Deployment, owned: Vec<ReplicaSet>) -> Sets {
         }
     }
     Sets { new, old }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    fn deployment(replicas: i32, surge: IntOrString, unavailable: IntOrString) -> Deployment {
+        Deployment {
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                strategy: Some(DeploymentStrategy {
+                    type_: Some("RollingUpdate".into()),
+                    rolling_update: Some(RollingUpdateDeployment {
+                        max_surge: Some(surge),
+                        max_unavailable: Some(unavailable),
+                    }),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fenceposts_round_surge_up_and_unavailable_down() {
+        let pct = |s: &str| IntOrString::String(s.into());
+        let posts = fenceposts(&deployment(5, pct("25%"), pct("25%"))).ok();
+        assert_eq!(posts.map(|p| (p.surge, p.unavailable)), Some((2, 1)));
+        let posts = fenceposts(&deployment(3, IntOrString::Int(0), IntOrString::Int(0))).ok();
+        assert_eq!(posts.map(|p| (p.surge, p.unavailable)), Some((0, 1)));
+        let posts = fenceposts(&deployment(2, IntOrString::Int(1), IntOrString::Int(5))).ok();
+        assert_eq!(posts.map(|p| p.unavailable), Some(2));
+    }
+
+    #[test]
+    fn conditions_keep_their_transition_time_while_the_status_holds() {
+        let mut conditions = Vec::new();
+        let mut first = new_condition("Progressing", "True", "ReplicaSetUpdated", "a");
+        first.last_transition_time = Some(Time(Timestamp::UNIX_EPOCH));
+        set_condition(&mut conditions, first);
+        set_condition(
+            &mut conditions,
+            new_condition("Progressing", "True", "NewReplicaSetAvailable", "b"),
+        );
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(
+            conditions[0].reason.as_deref(),
+            Some("NewReplicaSetAvailable")
+        );
+        assert_eq!(
+            conditions[0].last_transition_time,
+            Some(Time(Timestamp::UNIX_EPOCH))
+        );
+        set_condition(
+            &mut conditions,
+            new_condition("Progressing", "False", "ProgressDeadlineExceeded", "c"),
+        );
+        assert_ne!(
+            conditions[0].last_transition_time,
+            Some(Time(Timestamp::UNIX_EPOCH))
+        );
+    }
 }

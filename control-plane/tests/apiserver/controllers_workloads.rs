@@ -864,15 +864,301 @@ fn statefulset_creates_in_order_and_scales_down_from_the_top() {
         "{described}"
     );
 
+    // A rolling update with partition 1: web-2 then web-1 move to the new revision, web-0
+    // stays.
+    api.ok(
+        &["patch", "sts", "web", "--type=merge", "-p", r#"{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":1}},"template":{"spec":{"containers":[{"name":"app","image":"registry.example/sts:2","volumeMounts":[{"name":"data","mountPath":"/data"}]}]}}}}"#],
+        None,
+    );
+    let images = poll("the partitioned rollout", Duration::from_secs(30), || {
+        play_kubelet(&api, "app=sts", true, 3);
+        let pods = pods_of(&api, "app=sts");
+        let images: Vec<String> = ["web-0", "web-1", "web-2"]
+            .iter()
+            .map(|n| {
+                pods.iter()
+                    .find(|p| name_of(p) == *n && is_ready(p))
+                    .map(|p| {
+                        p["spec"]["containers"][0]["image"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        (images[1].ends_with(":2") && images[2].ends_with(":2") && !images[0].is_empty())
+            .then_some(images)
+    });
+    assert_eq!(
+        images[0], "registry.example/sts:1",
+        "the partition keeps web-0"
+    );
+    let revisions = wait_for(
+        &api,
+        &[
+            "get",
+            "sts",
+            "web",
+            "-o",
+            "jsonpath={.status.currentRevision} {.status.updateRevision} {.status.updatedReplicas} {.status.currentReplicas}",
+        ],
+        "the partitioned status",
+        |s| s.ends_with(" 2 1"),
+    );
+    let parts: Vec<&str> = revisions.split_whitespace().collect();
+    assert_eq!(parts[0], revision);
+    assert_ne!(parts[1], revision);
+
     // Scale down: web-2 goes before web-1.
     api.ok(&["scale", "sts", "web", "--replicas=1"], None);
     poll("the scale down", Duration::from_secs(30), || {
         let names = sts_pods(&api);
         assert!(
-            !(names.contains(&"web-2".to_string()) && !names.contains(&"web-1".to_string())),
+            !names.contains(&"web-2".to_string()) || names.contains(&"web-1".to_string()),
             "web-1 went before web-2: {names:?}"
         );
         (names == ["web-0"]).then_some(())
     });
     api.ok(&["delete", "sts", "web"], None);
+}
+
+const RECREATE: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: batch
+  namespace: default
+spec:
+  replicas: 3
+  progressDeadlineSeconds: 3
+  selector:
+    matchLabels:
+      app: batch
+  strategy:
+    type: Recreate
+  template:
+    metadata:
+      labels:
+        app: batch
+    spec:
+      containers:
+      - name: app
+        image: registry.example/batch:1
+";
+
+fn images_of(api: &TestApiserver, selector: &str) -> BTreeSet<String> {
+    pods_of(api, selector)
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Recreate never runs old and new pods together; a paused deployment scales but does not
+/// roll out; a rollout that makes no progress for progressDeadlineSeconds is reported as
+/// ProgressDeadlineExceeded, which `kubectl rollout status` fails on.
+#[test]
+fn deployment_recreate_pause_and_progress_deadline() {
+    if !require_backend(
+        "deployment_recreate_pause_and_progress_deadline",
+        Backend::Embedded,
+    ) {
+        return;
+    }
+    let api = TestApiserver::start_with(Backend::Embedded);
+    let _controllers = start_controllers(&api);
+    api.ok(&["create", "-f", "-"], Some(RECREATE));
+    poll("3 ready pods", Duration::from_secs(30), || {
+        play_kubelet(&api, "app=batch", true, 3);
+        let ready = pods_of(&api, "app=batch")
+            .iter()
+            .filter(|p| is_ready(p))
+            .count();
+        (ready == 3).then_some(())
+    });
+    api.ok(
+        &["rollout", "status", "deployment/batch", "--timeout=30s"],
+        None,
+    );
+
+    api.ok(
+        &[
+            "set",
+            "image",
+            "deployment/batch",
+            "app=registry.example/batch:2",
+        ],
+        None,
+    );
+    poll("the recreate", Duration::from_secs(30), || {
+        let images = images_of(&api, "app=batch");
+        assert!(images.len() <= 1, "old and new pods together: {images:?}");
+        play_kubelet(&api, "app=batch", true, 3);
+        let ready = pods_of(&api, "app=batch")
+            .iter()
+            .filter(|p| is_ready(p))
+            .count();
+        (images.iter().all(|i| i.ends_with(":2")) && ready == 3).then_some(())
+    });
+    api.ok(
+        &["rollout", "status", "deployment/batch", "--timeout=30s"],
+        None,
+    );
+
+    api.ok(&["rollout", "pause", "deployment/batch"], None);
+    wait_for(
+        &api,
+        &[
+            "get",
+            "deploy",
+            "batch",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+        ],
+        "the paused condition",
+        |r| r == "DeploymentPaused",
+    );
+    api.ok(
+        &[
+            "set",
+            "image",
+            "deployment/batch",
+            "app=registry.example/batch:3",
+        ],
+        None,
+    );
+    api.ok(&["scale", "deployment/batch", "--replicas=4"], None);
+    wait_for(
+        &api,
+        &[
+            "get",
+            "rs",
+            "-l",
+            "app=batch",
+            "-o",
+            "jsonpath={.items[*].spec.replicas}",
+        ],
+        "a paused deployment to scale",
+        |r| {
+            let mut sizes: Vec<&str> = r.split_whitespace().collect();
+            sizes.sort();
+            sizes == ["0", "4"]
+        },
+    );
+    assert_eq!(
+        replica_sets(&api, "app=batch").len(),
+        2,
+        "no rollout while paused"
+    );
+
+    // Resumed, the new pods never become ready: the deadline passes.
+    api.ok(&["rollout", "resume", "deployment/batch"], None);
+    let failed = api.fails(
+        &["rollout", "status", "deployment/batch", "--timeout=30s"],
+        None,
+    );
+    assert!(
+        failed.contains("exceeded its progress deadline"),
+        "{failed}"
+    );
+    let message = api.ok(
+        &[
+            "get",
+            "deploy",
+            "batch",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Progressing\")].message}",
+        ],
+        None,
+    );
+    assert!(message.ends_with("has timed out progressing."), "{message}");
+    api.ok(&["delete", "deployment", "batch"], None);
+}
+
+const PROPORTIONAL: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: wide
+  namespace: default
+spec:
+  replicas: 10
+  selector:
+    matchLabels:
+      app: wide
+  strategy:
+    rollingUpdate:
+      maxSurge: 3
+      maxUnavailable: 2
+  template:
+    metadata:
+      labels:
+        app: wide
+    spec:
+      containers:
+      - name: app
+        image: registry.example/wide:1
+";
+
+/// Scaling in the middle of a rollout shares the change between the ReplicaSets in
+/// proportion to their sizes (kube's numbers: 8+5 of 13 become 14+9 of 23).
+#[test]
+fn deployment_scales_proportionally_mid_rollout() {
+    if !require_backend(
+        "deployment_scales_proportionally_mid_rollout",
+        Backend::Embedded,
+    ) {
+        return;
+    }
+    let api = TestApiserver::start_with(Backend::Embedded);
+    let _controllers = start_controllers(&api);
+    api.ok(&["create", "-f", "-"], Some(PROPORTIONAL));
+    poll("10 ready pods", Duration::from_secs(30), || {
+        play_kubelet(&api, "app=wide", true, 10);
+        let ready = pods_of(&api, "app=wide")
+            .iter()
+            .filter(|p| is_ready(p))
+            .count();
+        (ready == 10).then_some(())
+    });
+    api.ok(
+        &["rollout", "status", "deployment/wide", "--timeout=30s"],
+        None,
+    );
+    let old_name = name_of(&replica_sets(&api, "app=wide")[0]);
+    api.ok(
+        &[
+            "set",
+            "image",
+            "deployment/wide",
+            "app=registry.example/wide:2",
+        ],
+        None,
+    );
+    let sizes = |api: &TestApiserver| -> (i64, i64) {
+        let sets = replica_sets(api, "app=wide");
+        let old = sets
+            .iter()
+            .find(|rs| name_of(rs) == old_name)
+            .map_or(-1, spec_replicas);
+        let new = sets
+            .iter()
+            .find(|rs| name_of(rs) != old_name)
+            .map_or(-1, spec_replicas);
+        (old, new)
+    };
+    poll(
+        "the stuck rollout (new pods never ready)",
+        Duration::from_secs(30),
+        || (sizes(&api) == (8, 5)).then_some(()),
+    );
+    api.ok(&["scale", "deployment/wide", "--replicas=20"], None);
+    poll("proportional scaling", Duration::from_secs(30), || {
+        (sizes(&api) == (14, 9)).then_some(())
+    });
+    api.ok(&["delete", "deployment", "wide"], None);
 }
