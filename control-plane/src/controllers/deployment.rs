@@ -612,9 +612,14 @@ impl Controller {
                 .get(REVISION)
                 .cloned()
                 .unwrap_or_else(|| current.to_string());
-            if changed {
+            let min_ready = d.spec.as_ref().and_then(|s| s.min_ready_seconds);
+            let rs_min_ready = new.spec.as_ref().and_then(|s| s.min_ready_seconds);
+            if changed || min_ready.unwrap_or(0) != rs_min_ready.unwrap_or(0) {
                 let name = new.metadata.name.clone().unwrap_or_default();
-                let patch = json!({"metadata": {"annotations": annotations}});
+                let patch = json!({
+                    "metadata": {"annotations": annotations},
+                    "spec": {"minReadySeconds": min_ready},
+                });
                 let updated = api
                     .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
                     .await?;

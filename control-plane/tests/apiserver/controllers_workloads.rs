@@ -757,6 +757,23 @@ fn daemonset_runs_one_pod_per_eligible_node() {
         history.contains("\n1 ") && history.contains("\n2 "),
         "{history}"
     );
+    // kubectl rollout undo patches the template from the older ControllerRevision.
+    api.ok(&["rollout", "undo", "daemonset/agent"], None);
+    poll("the DaemonSet undo", Duration::from_secs(60), || {
+        play_kubelet(&api, "app=agent", false, 10);
+        let images = images_of(&api, "app=agent");
+        let ready = pods_of(&api, "app=agent")
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && is_ready(p))
+            .count();
+        (images.len() == 1 && images.contains("registry.example/agent:1") && ready == 4)
+            .then_some(())
+    });
+    let history = api.ok(&["rollout", "history", "daemonset/agent"], None);
+    assert!(
+        history.contains("\n2 ") && history.contains("\n3 "),
+        "{history}"
+    );
     api.ok(&["delete", "ds", "agent"], None);
 }
 
@@ -931,6 +948,7 @@ metadata:
 spec:
   replicas: 3
   progressDeadlineSeconds: 3
+  revisionHistoryLimit: 1
   selector:
     matchLabels:
       app: batch
@@ -1010,6 +1028,8 @@ fn deployment_recreate_pause_and_progress_deadline() {
         None,
     );
 
+    // revisionHistoryLimit 1 keeps the one old ReplicaSet.
+    assert_eq!(replica_sets(&api, "app=batch").len(), 2);
     api.ok(&["rollout", "pause", "deployment/batch"], None);
     wait_for(
         &api,
@@ -1044,16 +1064,9 @@ fn deployment_recreate_pause_and_progress_deadline() {
             "jsonpath={.items[*].spec.replicas}",
         ],
         "a paused deployment to scale",
-        |r| {
-            let mut sizes: Vec<&str> = r.split_whitespace().collect();
-            sizes.sort();
-            sizes == ["0", "4"]
-        },
-    );
-    assert_eq!(
-        replica_sets(&api, "app=batch").len(),
-        2,
-        "no rollout while paused"
+        // With the template changed, both ReplicaSets are old: revisionHistoryLimit 1 prunes
+        // the empty first one; no new one is made while paused.
+        |r| r == "4",
     );
 
     // Resumed, the new pods never become ready: the deadline passes.
@@ -1077,6 +1090,7 @@ fn deployment_recreate_pause_and_progress_deadline() {
         None,
     );
     assert!(message.ends_with("has timed out progressing."), "{message}");
+    assert_eq!(replica_sets(&api, "app=batch").len(), 2);
     api.ok(&["delete", "deployment", "batch"], None);
 }
 
