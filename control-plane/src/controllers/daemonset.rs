@@ -46,6 +46,9 @@ const DAEMON_TOLERATIONS: &[(&str, &str)] = &[
     ("node.kubernetes.io/unschedulable", "NoSchedule"),
 ];
 
+/// Per DaemonSet, the pods it created that its cache has not shown yet, and since when.
+type PendingCreates = HashMap<String, (HashSet<String>, Instant)>;
+
 struct Controller {
     client: Client,
     sets: Store<DaemonSet>,
@@ -53,7 +56,8 @@ struct Controller {
     nodes: Store<Node>,
     events: EventRecorder,
     /// Pods created (by name) that the cache has not shown yet, per DaemonSet.
-    pending: Mutex<HashMap<String, (HashSet<String>, Instant)>>,
+    /// Shared with the pod watch, which marks created pods as seen.
+    pending: Arc<Mutex<PendingCreates>>,
 }
 
 pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
@@ -65,11 +69,19 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
         move |ds: &DaemonSet| q.add(key_of(&ds.metadata)),
     );
     let q = queue.clone();
+    let pending: Arc<Mutex<PendingCreates>> = Arc::default();
+    let seen = pending.clone();
     let (pods, pods_informer) =
         work_queue::informer(Api::<Pod>::all(client.clone()), move |pod: &Pod| {
             if let Some(owner) = controller_of(&pod.metadata).filter(|o| o.kind == "DaemonSet") {
                 let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-                q.add(format!("{namespace}/{}", owner.name));
+                let key = format!("{namespace}/{}", owner.name);
+                if let Some((names, _)) =
+                    seen.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key)
+                {
+                    names.remove(pod.metadata.name.as_deref().unwrap_or_default());
+                }
+                q.add(key);
             }
         });
     let q = queue.clone();
@@ -91,7 +103,7 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
         pods,
         nodes,
         events: EventRecorder::new(client, COMPONENT),
-        pending: Mutex::new(HashMap::new()),
+        pending,
     });
     work_queue::run_controller(
         "daemonset",

@@ -45,7 +45,9 @@ struct Controller {
     sets: Store<ReplicaSet>,
     pods: Store<Pod>,
     events: EventRecorder,
-    expectations: Mutex<HashMap<String, Expectations>>,
+    /// Shared with the pod watch, which marks created pods as seen (even ones deleted before
+    /// the cache could show them).
+    expectations: Arc<Mutex<HashMap<String, Expectations>>>,
 }
 
 pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
@@ -58,8 +60,15 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     );
     let q = queue.clone();
     let owners = sets.clone();
+    let expectations: Arc<Mutex<HashMap<String, Expectations>>> = Arc::default();
+    let seen = expectations.clone();
     let (pods, pods_informer) = work_queue::informer(Api::<Pod>::all(client.clone()), move |pod| {
         for key in owners_of_pod(&owners, pod) {
+            if let Some(pending) = seen.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key) {
+                pending
+                    .creates
+                    .remove(pod.metadata.name.as_deref().unwrap_or_default());
+            }
             q.add(key);
         }
     });
@@ -72,7 +81,7 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
         sets,
         pods,
         events: EventRecorder::new(client, COMPONENT),
-        expectations: Mutex::new(HashMap::new()),
+        expectations,
     });
     work_queue::run_controller(
         "replicaset",
