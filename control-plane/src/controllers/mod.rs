@@ -9,8 +9,11 @@
 pub mod cronjob;
 pub mod csr_approving;
 pub mod csr_signing;
+pub mod daemonset;
+pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod events;
 pub mod garbage_collector;
 pub mod informer;
 pub mod job;
@@ -18,10 +21,14 @@ pub mod job_events;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod podgc;
+pub mod replicaset;
 pub mod root_ca;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod taint_eviction;
 pub mod ttl_after_finished;
+pub mod work_queue;
+pub mod workload_common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,6 +154,26 @@ pub const CONTROLLERS: &[ControllerEntry] = &[
         name: "csrsigning",
         default_enabled: true,
         start: |ctx, token| Box::pin(csr_signing::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "daemonset",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(daemonset::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "deployment",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(deployment::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "replicaset",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(replicaset::run(ctx, token)),
+    },
+    ControllerEntry {
+        name: "statefulset",
+        default_enabled: true,
+        start: |ctx, token| Box::pin(statefulset::run(ctx, token)),
     },
 ];
 

@@ -5,6 +5,7 @@
 mod auth_apis;
 mod controllers_jobs;
 mod controllers_network;
+mod controllers_workloads;
 #[path = "../storage/etcd_process.rs"]
 mod etcd_process;
 mod harness;

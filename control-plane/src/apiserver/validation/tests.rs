@@ -667,3 +667,18 @@ fn small_kind_rules() {
         ["involvedObject.namespace: Invalid value: \"b\": does not match event.namespace"]
     );
 }
+
+#[test]
+fn stateful_set_templates_may_mount_their_claim_templates() {
+    let mut sts = deployment();
+    sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "data", "mountPath": "/data"}]);
+    assert_eq!(
+        messages("apps", "StatefulSet", sts.clone(), None),
+        [
+            "spec.template.spec.containers[0].volumeMounts[0].name: Invalid value: \"data\": not found in the pod's volumes"
+        ]
+    );
+    sts["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}, "spec": {}}]);
+    assert!(messages("apps", "StatefulSet", sts, None).is_empty());
+}

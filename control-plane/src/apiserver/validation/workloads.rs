@@ -31,6 +31,39 @@ const STATEFUL_SET_MUTABLE: &[&str] = &[
 ];
 const STATEFUL_SET_UPDATE_FORBIDDEN: &str = "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden";
 
+/// A StatefulSet's template may mount its volumeClaimTemplates (the controller adds those
+/// volumes to each pod), so the template is checked as if it had them.
+fn with_claim_volumes(obj: &Value) -> Value {
+    let mut obj = obj.clone();
+    let claims: Vec<Value> = obj
+        .pointer("/spec/volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str))
+        .map(|name| serde_json::json!({"name": name, "persistentVolumeClaim": {"claimName": name}}))
+        .collect();
+    if claims.is_empty() {
+        return obj;
+    }
+    if let Some(spec) = obj
+        .pointer_mut("/spec/template/spec")
+        .and_then(Value::as_object_mut)
+    {
+        let volumes = spec
+            .entry("volumes")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(list) = volumes.as_array_mut() {
+            for claim in claims {
+                if !list.iter().any(|v| v.get("name") == claim.get("name")) {
+                    list.push(claim);
+                }
+            }
+        }
+    }
+    obj
+}
+
 fn spec_of(obj: &Value) -> &Value {
     obj.get("spec").unwrap_or(&Value::Null)
 }
@@ -186,7 +219,7 @@ pub(super) fn validate_replication_controller(
 }
 
 pub(super) fn validate_stateful_set(obj: &Value, old: Option<&Value>, errors: &mut Errors) {
-    validate_replicated(obj, old, "statefulset", errors);
+    validate_replicated(&with_claim_volumes(obj), old, "statefulset", errors);
     let spec = spec_of(obj);
     check_one_of(
         errors,
