@@ -8,8 +8,10 @@
 pub mod apiserver;
 pub mod controllers;
 pub mod duration_flag;
+pub mod events;
 pub mod kube_client;
 pub mod leader_election;
+pub mod logging;
 pub mod scheduler;
 pub mod signals;
 pub mod storage;

@@ -48,13 +48,7 @@ struct Flags {
 
 fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&flags.log_level))
-        .with_context(|| format!("--log-level {:?}", flags.log_level))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    keel_control_plane::logging::init(&flags.log_level).map_err(anyhow::Error::msg)?;
     let (first, last) = flags
         .service_node_port_range
         .split_once('-')
@@ -82,27 +76,11 @@ fn main() -> anyhow::Result<()> {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let on_signal = shutdown.clone();
         tokio::spawn(async move {
-            shutdown_signal().await;
+            keel_control_plane::signals::terminated().await;
             on_signal.cancel();
         });
         apiserver::run(config, shutdown, None)
             .await
             .context("keel-apiserver")
     })
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

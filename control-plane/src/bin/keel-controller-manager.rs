@@ -51,13 +51,7 @@ struct Flags {
 
 fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&flags.log_level))
-        .with_context(|| format!("--log-level {:?}", flags.log_level))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    keel_control_plane::logging::init(&flags.log_level).map_err(anyhow::Error::msg)?;
     let selected = controllers::select(&flags.controllers).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

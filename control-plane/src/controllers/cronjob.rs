@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use super::job::{finish_time, has_condition, is_finished};
-use super::job_events::{EventType, record};
 use crate::apiserver::cron::{CronSchedule, parse_cron};
+use crate::events::{self, NORMAL, WARNING};
 
 /// The annotation holding the time a Job was scheduled for.
 pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
@@ -372,11 +372,11 @@ async fn reconcile(cached: Arc<CronJob>, client: Arc<Client>) -> Result<Action, 
                 "Saw completed job: {}, condition: {condition}",
                 job.name_any()
             );
-            record(
+            events::record_about(
                 &client,
                 COMPONENT,
                 &cronjob,
-                EventType::Normal,
+                NORMAL,
                 "SawCompletedJob",
                 &message,
             )
@@ -411,11 +411,11 @@ async fn reconcile(cached: Arc<CronJob>, client: Arc<Client>) -> Result<Action, 
                 "Saw a job that the controller did not create or forgot: {}",
                 job.name_any()
             );
-            record(
+            events::record_about(
                 &client,
                 COMPONENT,
                 &cronjob,
-                EventType::Warning,
+                WARNING,
                 "UnexpectedJob",
                 &message,
             )
@@ -447,11 +447,11 @@ async fn reconcile(cached: Arc<CronJob>, client: Arc<Client>) -> Result<Action, 
     let mut requeue = None;
     match Schedule::new(&spec.schedule, spec.time_zone.as_deref()) {
         Err(message) => {
-            record(
+            events::record_about(
                 &client,
                 COMPONENT,
                 &cronjob,
-                EventType::Warning,
+                WARNING,
                 "UnparseableSchedule",
                 &message,
             )
@@ -481,7 +481,7 @@ async fn reconcile(cached: Arc<CronJob>, client: Arc<Client>) -> Result<Action, 
             };
             let (decision, too_many, next) = decide(&inputs);
             if too_many {
-                record(&client, COMPONENT, &cronjob, EventType::Warning, "TooManyMissedTimes",
+                events::record_about(&client, COMPONENT, &cronjob, WARNING, "TooManyMissedTimes",
                     "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew").await;
             }
             requeue =
@@ -491,11 +491,11 @@ async fn reconcile(cached: Arc<CronJob>, client: Arc<Client>) -> Result<Action, 
                 Decision::Missed { at } => {
                     let message =
                         format!("Missed scheduled time to start a job: {}", at.to_rfc3339());
-                    record(
+                    events::record_about(
                         &client,
                         COMPONENT,
                         &cronjob,
-                        EventType::Warning,
+                        WARNING,
                         "MissSchedule",
                         &message,
                     )
@@ -520,11 +520,11 @@ async fn reconcile(cached: Arc<CronJob>, client: Arc<Client>) -> Result<Action, 
                         match jobs.create(&PostParams::default(), &job).await {
                             Ok(created) => {
                                 let message = format!("Created job {}", created.name_any());
-                                record(
+                                events::record_about(
                                     &client,
                                     COMPONENT,
                                     &cronjob,
-                                    EventType::Normal,
+                                    NORMAL,
                                     "SuccessfulCreate",
                                     &message,
                                 )
@@ -534,11 +534,11 @@ async fn reconcile(cached: Arc<CronJob>, client: Arc<Client>) -> Result<Action, 
                             Err(kube::Error::Api(s)) if s.code == 409 => {}
                             Err(error) => {
                                 let message = format!("Error creating job: {error}");
-                                record(
+                                events::record_about(
                                     &client,
                                     COMPONENT,
                                     &cronjob,
-                                    EventType::Warning,
+                                    WARNING,
                                     "FailedCreate",
                                     &message,
                                 )
@@ -606,11 +606,11 @@ async fn delete_job(client: &Client, cronjob: &CronJob, jobs: &Api<Job>, job: &J
     match jobs.delete(&job.name_any(), &params).await {
         Ok(_) => {
             let message = format!("Deleted job {}", job.name_any());
-            record(
+            events::record_about(
                 client,
                 COMPONENT,
                 cronjob,
-                EventType::Normal,
+                NORMAL,
                 "SuccessfulDelete",
                 &message,
             )

@@ -21,7 +21,6 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use super::events::{EventRecorder, NORMAL, WARNING};
 use super::replicaset::{error_message, generate_name_prefix};
 use super::work_queue::{self, WorkQueue, key_of, split_key};
 use super::workload_common::{
@@ -29,6 +28,7 @@ use super::workload_common::{
     is_active, is_available, is_ready, is_terminal, labels_of, pod_from_template, revisions,
     scaled_value, selector_of,
 };
+use crate::events::{EventRecorder, NORMAL, WARNING};
 use crate::scheduler::selector::NodeTerms;
 
 const COMPONENT: &str = "daemonset-controller";

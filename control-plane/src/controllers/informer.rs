@@ -1,20 +1,18 @@
 //! What the endpoint, node-lifecycle and CSR controllers share: a watched cache of one kind of
 //! object (a kube-rs reflector whose changes are reported to the controller), a work queue of
-//! object keys (deduplicated, with delayed re-adds for retries and timers) and a core/v1 Event
-//! writer.
+//! object keys (deduplicated, with delayed re-adds for retries and timers); events are written
+//! through `crate::events`.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::PostParams;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event as WatchEvent};
-use kube::{Api, Client, Resource};
+use kube::{Api, Resource};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -115,66 +113,7 @@ pub fn split_key(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or(("", key))
 }
 
-/// A reference to `object` for an Event's `involvedObject`.
-pub fn reference_to<K: Resource<DynamicType = ()>>(object: &K) -> ObjectReference {
-    let meta = object.meta();
-    ObjectReference {
-        api_version: Some(K::api_version(&()).into_owned()),
-        kind: Some(K::kind(&()).into_owned()),
-        name: meta.name.clone(),
-        namespace: meta.namespace.clone(),
-        uid: meta.uid.clone(),
-        resource_version: meta.resource_version.clone(),
-        field_path: None,
-    }
-}
-
-/// Writes a core/v1 Event about `involved` (what `kubectl describe` lists); failures are only
-/// logged, as kube's recorder does.
-pub async fn record_event(
-    client: &Client,
-    component: &str,
-    involved: ObjectReference,
-    type_: &str,
-    reason: &str,
-    message: &str,
-) {
-    let namespace = involved
-        .namespace
-        .clone()
-        .filter(|ns| !ns.is_empty())
-        .unwrap_or_else(|| "default".to_string());
-    let now = k8s_openapi::jiff::Timestamp::now();
-    let event = Event {
-        metadata: ObjectMeta {
-            name: Some(format!(
-                "{}.{:x}",
-                involved.name.as_deref().unwrap_or("object"),
-                now.as_nanosecond()
-            )),
-            namespace: Some(namespace.clone()),
-            ..Default::default()
-        },
-        involved_object: involved,
-        reason: Some(reason.into()),
-        message: Some(message.into()),
-        type_: Some(type_.into()),
-        source: Some(EventSource {
-            component: Some(component.into()),
-            host: None,
-        }),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        count: Some(1),
-        reporting_component: Some(component.into()),
-        reporting_instance: Some(component.into()),
-        ..Default::default()
-    };
-    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-    if let Err(error) = events.create(&PostParams::default(), &event).await {
-        tracing::debug!(%error, reason, "recording an event failed");
-    }
-}
+pub use crate::events::reference_to;
 
 /// Now, as a `metav1.Time` at whole seconds (as kube serializes it).
 pub fn now_time() -> Time {

@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use super::job_events::{EventType, record};
+use crate::events::{self, NORMAL, WARNING};
 
 /// The finalizer that keeps a finished pod until the Job has counted it.
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -430,11 +430,11 @@ async fn sync(
             active.clear();
             if terminating == 0 && uncounted_left == 0 && all_released(&pods, &released) {
                 set_condition(&mut status, "Failed", true, &reason, &message);
-                record(
+                events::record_about(
                     &controller.client,
                     COMPONENT,
                     &job,
-                    EventType::Warning,
+                    WARNING,
                     &reason,
                     &message,
                 )
@@ -455,11 +455,11 @@ async fn sync(
             if terminating == 0 && uncounted_left == 0 && all_released(&pods, &released) {
                 set_condition(&mut status, "Complete", true, reason, message);
                 status.completion_time = Some(Time(now));
-                record(
+                events::record_about(
                     &controller.client,
                     COMPONENT,
                     &job,
-                    EventType::Normal,
+                    NORMAL,
                     "Completed",
                     "Job completed",
                 )
@@ -479,11 +479,11 @@ async fn sync(
                     "Job suspended",
                 );
                 status.start_time = None;
-                record(
+                events::record_about(
                     &controller.client,
                     COMPONENT,
                     &job,
-                    EventType::Normal,
+                    NORMAL,
                     "Suspended",
                     "Job suspended",
                 )
@@ -493,11 +493,11 @@ async fn sync(
             if has_condition(&job, "Suspended") {
                 set_condition(&mut status, "Suspended", false, "JobResumed", "Job resumed");
                 status.start_time = Some(Time(now));
-                record(
+                events::record_about(
                     &controller.client,
                     COMPONENT,
                     &job,
-                    EventType::Normal,
+                    NORMAL,
                     "Resumed",
                     "Job resumed",
                 )
@@ -708,11 +708,11 @@ async fn create_pod(
     {
         Ok(pod) => {
             let message = format!("Created pod: {}", pod.name_any());
-            record(
+            events::record_about(
                 &controller.client,
                 COMPONENT,
                 job,
-                EventType::Normal,
+                NORMAL,
                 "SuccessfulCreate",
                 &message,
             )
@@ -721,11 +721,11 @@ async fn create_pod(
         }
         Err(error) => {
             let message = format!("Error creating: {error}");
-            record(
+            events::record_about(
                 &controller.client,
                 COMPONENT,
                 job,
-                EventType::Warning,
+                WARNING,
                 "FailedCreate",
                 &message,
             )
@@ -752,11 +752,11 @@ async fn delete_pods(
         };
         match pods_api.delete(&name, &params).await {
             Ok(_) => {
-                record(
+                events::record_about(
                     &controller.client,
                     COMPONENT,
                     job,
-                    EventType::Normal,
+                    NORMAL,
                     "SuccessfulDelete",
                     &format!("Deleted pod: {name}"),
                 )

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use super::informer::{self, now_time, record_event, reference_to};
+use super::informer::{self, now_time, reference_to};
 
 /// Where kubelets keep their heartbeat Leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -203,7 +203,7 @@ impl NodeLifecycle {
                 .await?;
         }
         if self.ready_went_away(&node) {
-            record_event(
+            crate::events::write(
                 &self.client,
                 COMPONENT,
                 reference_to(&node),

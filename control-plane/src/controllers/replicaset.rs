@@ -19,12 +19,12 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use super::events::{EventRecorder, NORMAL, WARNING};
 use super::work_queue::{self, WorkQueue, key_of, split_key};
 use super::workload_common::{
     self as common, SyncError, becomes_available_in, claim, controller_of, controller_ref,
     deletion_order, is_active, is_available, is_ready, labels_of, pod_from_template, selector_of,
 };
+use crate::events::{EventRecorder, NORMAL, WARNING};
 
 const COMPONENT: &str = "replicaset-controller";
 /// Pods created or deleted in one sync at most (kube's burstReplicas).

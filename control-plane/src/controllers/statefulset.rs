@@ -22,13 +22,13 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use super::events::{EventRecorder, NORMAL, WARNING};
 use super::replicaset::{error_message, omit_zero};
 use super::work_queue::{self, WorkQueue, key_of, split_key};
 use super::workload_common::{
     self as common, SyncError, becomes_available_in, claim, controller_of, controller_ref,
     is_available, is_ready, is_terminal, labels_of, pod_from_template, revisions, selector_of,
 };
+use crate::events::{EventRecorder, NORMAL, WARNING};
 
 const COMPONENT: &str = "statefulset-controller";
 pub const REVISION_HASH: &str = "controller-revision-hash";

@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use super::informer::{self, WorkQueue, now_time, record_event, reference_to};
+use super::informer::{self, WorkQueue, now_time, reference_to};
 
 const COMPONENT: &str = "taint-eviction-controller";
 
@@ -205,7 +205,7 @@ impl TaintEviction {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         tracing::info!(pod = %format!("{ns}/{name}"), "deleting a pod for a NoExecute taint");
-        record_event(
+        crate::events::write(
             &self.client,
             COMPONENT,
             reference_to(pod),
@@ -252,7 +252,7 @@ impl TaintEviction {
     async fn cancelled(&self, pod: &Pod) {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        record_event(
+        crate::events::write(
             &self.client,
             COMPONENT,
             reference_to(pod),

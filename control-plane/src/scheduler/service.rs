@@ -10,10 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{
-    Binding, Event, EventSource, Namespace, Node, ObjectReference, Pod,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event as WatchEvent};
 use kube::{Api, Client};
@@ -420,42 +418,8 @@ async fn report_unschedulable(scheduler: &Scheduler, pod: &Pod, error: &FitError
     record_event(scheduler, pod, "Warning", "FailedScheduling", &message).await;
 }
 
-/// A core/v1 Event about `pod` (what `kubectl describe pod` lists).
+/// A core/v1 Event about `pod` from this scheduler (what `kubectl describe pod` lists).
 async fn record_event(scheduler: &Scheduler, pod: &Pod, kind: &str, reason: &str, message: &str) {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let now = k8s_openapi::jiff::Timestamp::now();
-    let event = Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{name}.{:x}", now.as_nanosecond())),
-            namespace: Some(namespace.clone()),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(name),
-            namespace: Some(namespace.clone()),
-            uid: pod.metadata.uid.clone(),
-            resource_version: pod.metadata.resource_version.clone(),
-            ..Default::default()
-        },
-        reason: Some(reason.into()),
-        message: Some(message.into()),
-        type_: Some(kind.into()),
-        source: Some(EventSource {
-            component: Some(scheduler.config.scheduler_name.clone()),
-            host: None,
-        }),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        count: Some(1),
-        reporting_component: Some(scheduler.config.scheduler_name.clone()),
-        reporting_instance: Some(scheduler.config.scheduler_name.clone()),
-        ..Default::default()
-    };
-    let events: Api<Event> = Api::namespaced(scheduler.client.clone(), &namespace);
-    if let Err(error) = events.create(&PostParams::default(), &event).await {
-        tracing::debug!(%error, "recording an event failed");
-    }
+    let component = &scheduler.config.scheduler_name;
+    crate::events::record_about(&scheduler.client, component, pod, kind, reason, message).await;
 }

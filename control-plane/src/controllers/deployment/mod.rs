@@ -21,13 +21,13 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use super::events::{EventRecorder, NORMAL, WARNING};
 use super::replicaset::omit_zero;
 use super::work_queue::{self, WorkQueue, key_of, split_key};
 use super::workload_common::{
     self as common, SyncError, claim, controller_of, controller_ref, labels_of, scaled_value,
     selector_of, template_hash,
 };
+use crate::events::{EventRecorder, NORMAL, WARNING};
 
 mod revisions;
 mod rollout;
