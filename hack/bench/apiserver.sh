@@ -23,34 +23,9 @@ OBJECTS=${OBJECTS:-10000}
 ETCD=${ETCD:-/usr/bin/etcd}
 RUN_TIMEOUT=${RUN_TIMEOUT:-900}
 
-WORK=$(mktemp -d /tmp/keel-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-log() { echo "== $*" >&2; }
-
-# A loopback port nothing listens on.
-free_port() {
-    local port
-    for _ in $(seq 1 100); do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    echo "no free port found" >&2
-    return 1
-}
+WORK_PREFIX=keel-bench
+# shellcheck source=hack/bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # Waits up to $2 seconds for command "$1" (a function name) to succeed.
 wait_until() {

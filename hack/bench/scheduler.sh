@@ -17,29 +17,9 @@ PODS=${PODS:-10000}
 CLIENTS=${CLIENTS:-64}
 ROUNDS=${ROUNDS:-3}
 
-WORK=$(mktemp -d /tmp/keel-bench-scheduler.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-log() { echo "== $*" >&2; }
-
-free_port() {
-    local port
-    for _ in $(seq 1 100); do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    echo "no free port found" >&2
-    return 1
-}
+WORK_PREFIX=keel-bench-scheduler
+# shellcheck source=hack/bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 log "building release binaries into $BENCH_TARGET_DIR"
 export CARGO_TARGET_DIR=$BENCH_TARGET_DIR
