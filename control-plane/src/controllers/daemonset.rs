@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
     PodSpec, Taint, Toleration,
 };
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use serde_json::json;
@@ -565,33 +565,9 @@ impl Controller {
             "observedGeneration": ds.metadata.generation,
         });
         let old = serde_json::to_value(ds.status.clone().unwrap_or_default()).unwrap_or_default();
-        let changed = status.as_object().into_iter().flatten().any(|(k, v)| {
-            let before = old.get(k).cloned().unwrap_or(serde_json::Value::Null);
-            let before = if before == json!(0) && v.is_null() {
-                serde_json::Value::Null
-            } else {
-                before
-            };
-            &before != v
-        });
-        if changed {
-            let api: Api<DaemonSet> = Api::namespaced(
-                self.client.clone(),
-                ds.metadata.namespace.as_deref().unwrap_or_default(),
-            );
-            let name = ds.metadata.name.clone().unwrap_or_default();
-            match api
-                .patch_status(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": status})),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(None),
-                Err(error) => return Err(error.into()),
-            }
+        if !super::workload_common::patch_status_if_changed(&self.client, ds, &old, &status).await?
+        {
+            return Ok(None);
         }
         Ok(again)
     }

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use serde_json::json;
@@ -455,33 +455,10 @@ impl Controller {
             "collisionCount": 0,
         });
         let old = serde_json::to_value(set.status.clone().unwrap_or_default()).unwrap_or_default();
-        let changed = status.as_object().into_iter().flatten().any(|(k, v)| {
-            let before = old.get(k).cloned().unwrap_or(serde_json::Value::Null);
-            let before = if before == json!(0) && v.is_null() {
-                serde_json::Value::Null
-            } else {
-                before
-            };
-            &before != v
-        });
-        if changed {
-            let api: Api<StatefulSet> = Api::namespaced(
-                self.client.clone(),
-                set.metadata.namespace.as_deref().unwrap_or_default(),
-            );
-            let name = set.metadata.name.clone().unwrap_or_default();
-            match api
-                .patch_status(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": status})),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(None),
-                Err(error) => return Err(error.into()),
-            }
+        if !super::workload_common::patch_status_if_changed(&self.client, set, &old, &status)
+            .await?
+        {
+            return Ok(None);
         }
         Ok(again)
     }

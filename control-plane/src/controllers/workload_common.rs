@@ -467,3 +467,50 @@ pub mod revisions {
             .map_or(name.clone(), |(_, h)| h.to_string())
     }
 }
+
+/// Writes `status` through the status subresource of `object` when it differs from the
+/// object's current status (a zero count that `status` omits counts as unchanged). Ok(false)
+/// when the object is gone.
+pub async fn patch_status_if_changed<K>(
+    client: &kube::Client,
+    object: &K,
+    current: &serde_json::Value,
+    status: &serde_json::Value,
+) -> Result<bool, kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let changed = status.as_object().into_iter().flatten().any(|(k, v)| {
+        let before = current.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        let before = if before == json!(0) && v.is_null() {
+            serde_json::Value::Null
+        } else {
+            before
+        };
+        &before != v
+    });
+    if !changed {
+        return Ok(true);
+    }
+    let meta = object.meta();
+    let api: Api<K> = Api::namespaced(
+        client.clone(),
+        meta.namespace.as_deref().unwrap_or_default(),
+    );
+    let name = meta.name.clone().unwrap_or_default();
+    match api
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(false),
+        Err(error) => Err(error),
+    }
+}
