@@ -560,6 +560,9 @@ async fn sync(
         })
     };
     let mut status = job.status.clone().unwrap_or_default();
+    if rules.per_index_limit.is_some() {
+        status.failed_indexes = Some(format_indexes(&failed_indexes));
+    }
     let mut succeeded = status.succeeded.unwrap_or(0);
     let mut failed = status.failed.unwrap_or(0);
     let mut remaining = UncountedTerminatedPods::default();
@@ -981,9 +984,8 @@ fn pod_for(job: &Job, index: Option<i32>, replacing: Option<Replacement>) -> Pod
             .labels
             .get_or_insert_with(Default::default)
             .insert(COMPLETION_INDEX.into(), index.to_string());
-        if spec.hostname.is_none() {
-            spec.hostname = Some(format!("{name}-{index}"));
-        }
+        // As kube does, whatever the template says.
+        spec.hostname = Some(format!("{name}-{index}"));
         let env = EnvVar {
             name: "JOB_COMPLETION_INDEX".into(),
             value: None,
@@ -1172,7 +1174,7 @@ mod tests {
         let job: Job = serde_json::from_value(json!({
             "metadata": {"name": "x", "namespace": "ns", "uid": "u1"},
             "spec": {"template": {"metadata": {"labels": {"a": "b"}},
-                     "spec": {"containers": [{"name": "c", "image": "i"}]}}}
+                     "spec": {"hostname": "custom", "containers": [{"name": "c", "image": "i"}]}}}
         }))
         .expect("job");
         let pod = pod_for(&job, Some(2), None);

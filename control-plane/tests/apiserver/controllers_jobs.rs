@@ -989,6 +989,26 @@ fn backoff_limit_per_index_fails_indexes_not_the_job() {
         ".status.completedIndexes} {.status.failedIndexes} {.status.succeeded} {.status.failed",
     );
     assert_eq!(status, "2 0,1 1 3");
+    let described = wait_for(&api, &["describe", "job", "per-index"], "the event", |d| {
+        d.contains("FailedIndexes")
+    });
+    assert!(
+        described.contains("0 Active (0 Ready) / 1 Succeeded / 3 Failed"),
+        "{described}"
+    );
+    // Every pod of an index is named and hosted after it.
+    let hostnames = api.ok(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "batch.kubernetes.io/job-name=per-index,batch.kubernetes.io/job-completion-index=2",
+            "-o",
+            "jsonpath={.items[*].spec.hostname}",
+        ],
+        None,
+    );
+    assert_eq!(hostnames, "per-index-2");
 }
 
 #[test]
