@@ -468,6 +468,13 @@ fn default_job_spec(spec: &mut Map<String, Value>) {
         "Failed"
     };
     set_default(spec, "podReplacementPolicy", json!(replacement));
+    if let Some(policy) = existing(spec, "podFailurePolicy") {
+        each_item(policy, "rules", |rule| {
+            each_item(rule, "onPodConditions", |pattern| {
+                set_default(pattern, "status", json!("True"));
+            });
+        });
+    }
 }
 
 /// Labels that tie a Job's pods to it; kube generates them from the Job's uid on create.

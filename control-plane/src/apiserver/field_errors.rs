@@ -20,6 +20,8 @@ pub enum FieldErrorKind {
     TooLong,
     /// "FieldValueTypeInvalid": "Invalid value" (wrong JSON type)
     TypeInvalid,
+    /// "FieldValueTooMany": "Too many"
+    TooMany,
 }
 
 impl FieldErrorKind {
@@ -33,6 +35,7 @@ impl FieldErrorKind {
             FieldErrorKind::Forbidden => "FieldValueForbidden",
             FieldErrorKind::TooLong => "FieldValueTooLong",
             FieldErrorKind::TypeInvalid => "FieldValueTypeInvalid",
+            FieldErrorKind::TooMany => "FieldValueTooMany",
         }
     }
 
@@ -44,6 +47,7 @@ impl FieldErrorKind {
             FieldErrorKind::Duplicate => "Duplicate value",
             FieldErrorKind::Forbidden => "Forbidden",
             FieldErrorKind::TooLong => "Too long",
+            FieldErrorKind::TooMany => "Too many",
         }
     }
 }

@@ -2,8 +2,10 @@
 //! required node affinity and taints allow (with kube's automatic DaemonSet tolerations, so
 //! cordoned and not-ready nodes still get theirs), each pinned to its node by node affinity
 //! `matchFields metadata.name` for the scheduler to bind; removes pods from nodes that no
-//! longer qualify; RollingUpdate within maxUnavailable or OnDelete; ControllerRevisions hold
-//! the template history (`kubectl rollout history/undo`); writes the status counts.
+//! longer qualify; RollingUpdate within maxUnavailable, or with maxSurge (the updated pod
+//! starts beside the old one, which goes once the new one is available), or OnDelete;
+//! ControllerRevisions hold the template history (`kubectl rollout history/undo`); writes the
+//! status counts.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -249,6 +251,100 @@ fn pin_to_node(spec: &mut PodSpec, node: &str) {
     });
 }
 
+/// The pods on `node` that are neither finished nor being deleted.
+fn active_on<'a>(by_node: &'a BTreeMap<String, Vec<Arc<Pod>>>, node: &str) -> Vec<&'a Arc<Pod>> {
+    by_node
+        .get(node)
+        .into_iter()
+        .flatten()
+        .filter(|p| is_active(p))
+        .collect()
+}
+
+fn is_updated(pod: &Pod, hash: &str) -> bool {
+    labels_of(&pod.metadata)
+        .get(REVISION_HASH)
+        .map(String::as_str)
+        == Some(hash)
+}
+
+/// With maxSurge, a node may run one old and one updated pod: the oldest of each stays, the
+/// rest go; the old one also goes once the updated one is available, or at once if it is
+/// not ready.
+fn surplus_when_surging(
+    active: &[&Arc<Pod>],
+    hash: &str,
+    min_ready: i32,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Vec<Arc<Pod>> {
+    let mut by_age: Vec<&Arc<Pod>> = active.to_vec();
+    by_age.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    let mut surplus = Vec::new();
+    let (mut oldest_new, mut oldest_old) = (None, None);
+    for pod in by_age {
+        let slot = if is_updated(pod, hash) {
+            &mut oldest_new
+        } else {
+            &mut oldest_old
+        };
+        if slot.is_none() {
+            *slot = Some(pod);
+        } else {
+            surplus.push(pod.clone());
+        }
+    }
+    if let (Some(new), Some(old)) = (oldest_new, oldest_old)
+        && (!is_ready(old) || is_available(new, min_ready, now))
+    {
+        surplus.push(old.clone());
+    }
+    surplus
+}
+
+/// kube's surging rolling update: an updated pod is started next to the old one on up to
+/// `max_surge` nodes at a time (at once where the old pod is unavailable); the old pod is
+/// deleted when the new one is available. Returns (old pods to delete, nodes to create on).
+fn surge_update(
+    by_node: &BTreeMap<String, Vec<Arc<Pod>>>,
+    wanted_nodes: &[String],
+    hash: &str,
+    max_surge: i32,
+    min_ready: i32,
+    now: k8s_openapi::jiff::Timestamp,
+) -> (Vec<Arc<Pod>>, Vec<String>) {
+    let mut delete = Vec::new();
+    let mut allowed = Vec::new();
+    let mut candidates = Vec::new();
+    let mut surging = 0;
+    for node in wanted_nodes {
+        let active = active_on(by_node, node);
+        let new: Vec<&&Arc<Pod>> = active.iter().filter(|p| is_updated(p, hash)).collect();
+        let old: Vec<&&Arc<Pod>> = active.iter().filter(|p| !is_updated(p, hash)).collect();
+        match (old.as_slice(), new.as_slice()) {
+            // Nothing to replace; or more than one of a kind, which the node loop trims.
+            ([], _) => {}
+            ([old], []) => {
+                if is_available(old, min_ready, now) {
+                    candidates.push(node.clone());
+                } else {
+                    allowed.push(node.clone());
+                }
+            }
+            ([old], [new]) => {
+                if is_available(new, min_ready, now) {
+                    delete.push(Arc::clone(old));
+                } else {
+                    surging += 1;
+                }
+            }
+            _ => surging += 1,
+        }
+    }
+    let room = usize::try_from(max_surge - surging).unwrap_or(0);
+    allowed.extend(candidates.into_iter().take(room));
+    (delete, allowed)
+}
+
 impl Controller {
     fn pending_names(&self, key: &str, namespace: &str) -> bool {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -324,6 +420,21 @@ impl Controller {
         let nodes = self.nodes.state();
         let min_ready = spec.min_ready_seconds.unwrap_or(0);
         let now = common::now();
+        let rolling = spec
+            .update_strategy
+            .as_ref()
+            .filter(|s| s.type_.as_deref() != Some("OnDelete"))
+            .map(|s| s.rolling_update.clone().unwrap_or_default());
+        // The number of nodes that may run an old and a new pod at once (RollingUpdate with
+        // maxSurge), counted against the nodes that should run a daemon pod.
+        let eligible = nodes
+            .iter()
+            .filter(|n| placement(&daemon_spec, n).0)
+            .count() as i32;
+        let surge = match rolling.as_ref().and_then(|r| r.max_surge.as_ref()) {
+            Some(value) => Some(scaled_value(Some(value), "0", eligible, true)?).filter(|s| *s > 0),
+            None => None,
+        };
         let mut create_on = Vec::new();
         let mut delete = Vec::new();
         let mut wanted_nodes = Vec::new();
@@ -344,6 +455,8 @@ impl Controller {
                 let terminating = pods.iter().any(|p| p.metadata.deletion_timestamp.is_some());
                 if active.is_empty() && !terminating {
                     create_on.push(node_name);
+                } else if surge.is_some() {
+                    delete.extend(surplus_when_surging(&active, &hash, min_ready, now));
                 } else if active.len() > 1 {
                     let mut extra = active.clone();
                     extra.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
@@ -368,27 +481,18 @@ impl Controller {
             }
         }
         let desired = wanted_nodes.len() as i32;
-        if spec
-            .update_strategy
-            .as_ref()
-            .and_then(|s| s.type_.as_deref())
-            != Some("OnDelete")
-        {
-            let rolling = spec
-                .update_strategy
-                .as_ref()
-                .and_then(|s| s.rolling_update.as_ref())
-                .and_then(|r| r.max_unavailable.clone());
-            let max_unavailable = scaled_value(rolling.as_ref(), "1", desired, true)?.max(1);
+        if let Some(max_surge) = surge {
+            let (old, new_on) =
+                surge_update(&by_node, &wanted_nodes, &hash, max_surge, min_ready, now);
+            delete.extend(old);
+            create_on.extend(new_on);
+        } else if let Some(rolling) = rolling {
+            let max_unavailable =
+                scaled_value(rolling.max_unavailable.as_ref(), "1", desired, true)?.max(1);
             let mut unavailable = 0;
             let mut old_available = Vec::new();
             for node in &wanted_nodes {
-                let active: Vec<&Arc<Pod>> = by_node
-                    .get(node)
-                    .into_iter()
-                    .flatten()
-                    .filter(|p| is_active(p))
-                    .collect();
+                let active = active_on(&by_node, node);
                 let available = active.iter().any(|p| is_available(p, min_ready, now));
                 if !available {
                     unavailable += 1;
@@ -411,6 +515,8 @@ impl Controller {
                 unavailable += 1;
             }
         }
+        let mut seen_deletes = HashSet::new();
+        delete.retain(|p| seen_deletes.insert(p.metadata.uid.clone()));
         if !deleting && !self.pending_names(key, namespace) {
             self.manage(key, &ds, &hash, &create_on, &delete, &pods_api)
                 .await?;

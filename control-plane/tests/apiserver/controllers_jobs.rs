@@ -51,10 +51,9 @@ fn job_pods(api: &TestApiserver, job: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn set_phase(api: &TestApiserver, pod: &str, phase: &str) {
-    let patch = format!("{{\"status\":{{\"phase\":\"{phase}\"}}}}");
-    // The pod may be gone already (counted and released); that is fine.
-    let _ = api.kubectl(
+/// Writes a pod's status as its kubelet would (a merge patch of the status subresource).
+fn patch_pod_status(api: &TestApiserver, pod: &str, patch: &str) -> std::process::Output {
+    api.kubectl(
         &[
             "patch",
             "pod",
@@ -62,10 +61,16 @@ fn set_phase(api: &TestApiserver, pod: &str, phase: &str) {
             "--subresource=status",
             "--type=merge",
             "-p",
-            &patch,
+            patch,
         ],
         None,
-    );
+    )
+}
+
+fn set_phase(api: &TestApiserver, pod: &str, phase: &str) {
+    let patch = format!("{{\"status\":{{\"phase\":\"{phase}\"}}}}");
+    // The pod may be gone already (counted and released); that is fine.
+    let _ = patch_pod_status(api, pod, &patch);
 }
 
 /// Plays the kubelet: every pod of `job` that has not finished ends in `phase`, until
@@ -137,15 +142,7 @@ fn job_runs_its_completions_with_bounded_parallelism() {
         out.status.success()
     };
     finish_pods_until(&api, "calc", "Succeeded", complete);
-    api.ok(
-        &[
-            "wait",
-            "--for=condition=complete",
-            "job/calc",
-            "--timeout=30s",
-        ],
-        None,
-    );
+    wait_condition(&api, "job/calc", "complete");
     let status = api.ok(
         &["get", "job", "calc", "-o", "jsonpath={.status.succeeded} {.status.failed} {.status.active} {.status.completionTime}"],
         None,
@@ -241,15 +238,7 @@ fn active_deadline_fails_the_job_and_removes_its_pods() {
         "1 active pod",
         |a| a == "1",
     );
-    api.ok(
-        &[
-            "wait",
-            "--for=condition=failed",
-            "job/slow",
-            "--timeout=30s",
-        ],
-        None,
-    );
+    wait_condition(&api, "job/slow", "failed");
     assert_eq!(
         condition(&api, "job/slow", "Failed", "reason"),
         "DeadlineExceeded"
@@ -734,6 +723,350 @@ fn cronjob_starts_the_job_that_is_due() {
     let described = api.ok(&["describe", "cronjob", "tick"], None);
     assert!(
         described.contains(&format!("Created job {active}")),
+        "{described}"
+    );
+}
+
+/// Plays the kubelet for a pod that failed: phase Failed, container `main` terminated with
+/// `exit_code` (finished now), and the extra pod `conditions`.
+fn fail_pod(api: &TestApiserver, pod: &str, exit_code: i32, conditions: &str) {
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+    let patch = format!(
+        "{{\"status\":{{\"phase\":\"Failed\",\"conditions\":{conditions},\"containerStatuses\":[{{\"name\":\"main\",\"image\":\"registry.example/task:1\",\"imageID\":\"\",\"ready\":false,\"restartCount\":0,\"state\":{{\"terminated\":{{\"exitCode\":{exit_code},\"reason\":\"Error\",\"finishedAt\":\"{now}\"}}}}}}]}}}}"
+    );
+    let output = patch_pod_status(api, pod, &patch);
+    assert!(
+        output.status.success(),
+        "failing {pod}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Waits (30 s at most) for `object`'s condition, as `kubectl wait` does.
+fn wait_condition(api: &TestApiserver, object: &str, condition: &str) {
+    api.ok(
+        &[
+            "wait",
+            &format!("--for=condition={condition}"),
+            object,
+            "--timeout=30s",
+        ],
+        None,
+    );
+}
+
+/// Waits (30 s at most) until the Job's field at `path` (`.status.active`) satisfies `done`.
+fn wait_job_field(
+    api: &TestApiserver,
+    job: &str,
+    path: &str,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) {
+    let jsonpath = format!("jsonpath={{{path}}}");
+    wait_for(api, &["get", "job", job, "-o", &jsonpath], what, done);
+}
+
+fn job_field(api: &TestApiserver, job: &str, path: &str) -> String {
+    api.ok(
+        &["get", "job", job, "-o", &format!("jsonpath={{{path}}}")],
+        None,
+    )
+}
+
+/// The running (not finished, not deleted) pods of `job`, by name.
+fn running_pods(api: &TestApiserver, job: &str, extra_selector: &str) -> Vec<String> {
+    let out = api.ok(
+        &[
+            "get",
+            "pods",
+            "-l",
+            &format!("batch.kubernetes.io/job-name={job}{extra_selector}"),
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+        ],
+        None,
+    );
+    out.lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            let finished = matches!(fields.get(1), Some(&"Succeeded" | &"Failed"));
+            let deleting = fields.get(2).is_some_and(|d| !d.is_empty());
+            (!finished && !deleting).then(|| fields[0].to_string())
+        })
+        .collect()
+}
+
+/// The one running pod of an Indexed Job's `index`, waiting for it to exist.
+fn index_pod(api: &TestApiserver, job: &str, index: i32) -> String {
+    let selector = format!(",batch.kubernetes.io/job-completion-index={index}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let [pod] = running_pods(api, job, &selector).as_slice() {
+            return pod.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no running pod of {job} index {index} in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const POD_FAILURE_POLICY: &str = "  podFailurePolicy:\n    rules:\n    - action: FailJob\n      onExitCodes:\n        containerName: main\n        operator: In\n        values: [42]\n    - action: Ignore\n      onPodConditions:\n      - type: DisruptionTarget\n    - action: Count\n      onExitCodes:\n        operator: NotIn\n        values: [42]\n";
+
+#[test]
+fn pod_failure_policy_ignores_counts_and_fails_the_job() {
+    if !require_kubectl("pod_failure_policy_ignores_counts_and_fails_the_job") {
+        return;
+    }
+    let api = TestApiserver::start();
+    // Only restartPolicy Never goes with a pod failure policy.
+    let on_failure = job(
+        "retrying",
+        &format!("  completions: 2\n{POD_FAILURE_POLICY}"),
+    )
+    .replace("restartPolicy: Never", "restartPolicy: OnFailure");
+    let refused = api.fails(&["create", "-f", "-"], Some(&on_failure));
+    assert!(
+        refused.contains("spec.template.spec.restartPolicy: Invalid value: \"OnFailure\": only \"Never\" is supported when podFailurePolicy is specified"),
+        "{refused}"
+    );
+
+    let _controllers = start(&api, &["job"], ControllerConfig::default());
+    let spec =
+        format!("  parallelism: 2\n  completions: 4\n  backoffLimit: 3\n{POD_FAILURE_POLICY}");
+    api.ok(&["create", "-f", "-"], Some(&job("policed", &spec)));
+    wait_job_field(&api, "policed", ".status.active", "2 active pods", |a| {
+        a == "2"
+    });
+    // A disrupted pod (evicted, preempted) matches Ignore: not counted, replaced at once.
+    let first = running_pods(&api, "policed", "");
+    let disruption = "[{\"type\":\"DisruptionTarget\",\"status\":\"True\",\"reason\":\"EvictionByEvictionAPI\"}]";
+    fail_pod(&api, &first[0], 137, disruption);
+    wait_for(
+        &api,
+        &[
+            "get",
+            "pod",
+            &first[0],
+            "-o",
+            "jsonpath={.metadata.finalizers}",
+        ],
+        "the ignored pod to be released and replaced",
+        |finalizers| finalizers.is_empty() && running_pods(&api, "policed", "").len() == 2,
+    );
+    assert_eq!(job_field(&api, "policed", ".status.failed"), "0");
+
+    // Exit code 1 matches Count: one failure toward the backoff limit.
+    let second = running_pods(&api, "policed", "");
+    fail_pod(&api, &second[0], 1, "[]");
+    wait_job_field(
+        &api,
+        "policed",
+        ".status.failed",
+        "the counted failure",
+        |f| f == "1",
+    );
+    // A deleted pod is not a failure until the kubelet reports it Failed.
+    api.ok(&["delete", "pod", &second[1], "--wait=false"], None);
+    wait_job_field(
+        &api,
+        "policed",
+        ".status.terminating",
+        "the deleted pod to be terminating",
+        |t| t == "1",
+    );
+    assert_eq!(job_field(&api, "policed", ".status.failed"), "1");
+    // The deleted pod keeps its place; the counted failure waits out its backoff.
+    assert_eq!(running_pods(&api, "policed", ""), Vec::<String>::new());
+
+    // Exit code 42 of container main matches FailJob.
+    fail_pod(&api, &second[1], 42, "[]");
+    wait_condition(&api, "job/policed", "failed");
+    let expected = format!(
+        "Container main for pod default/{} failed with exit code 42 matching FailJob rule at index 0",
+        second[1]
+    );
+    assert_eq!(
+        condition(&api, "job/policed", "Failed", "reason"),
+        "PodFailurePolicy"
+    );
+    assert_eq!(
+        condition(&api, "job/policed", "Failed", "message"),
+        expected
+    );
+    assert_eq!(
+        condition(&api, "job/policed", "FailureTarget", "reason"),
+        "PodFailurePolicy"
+    );
+    assert_eq!(job_field(&api, "policed", ".status.failed"), "2");
+    assert_eq!(job_field(&api, "policed", ".status.active"), "0");
+    let described = wait_for(&api, &["describe", "job", "policed"], "the event", |d| {
+        d.contains("PodFailurePolicy")
+    });
+    assert!(described.contains(&expected), "{described}");
+}
+
+#[test]
+fn backoff_limit_per_index_fails_indexes_not_the_job() {
+    if !require_kubectl("backoff_limit_per_index_fails_indexes_not_the_job") {
+        return;
+    }
+    let api = TestApiserver::start();
+    let _controllers = start(&api, &["job"], ControllerConfig::default());
+    let fail_index = "  podFailurePolicy:\n    rules:\n    - action: FailIndex\n      onExitCodes:\n        operator: In\n        values: [42]\n";
+    let spec = format!(
+        "  completionMode: Indexed\n  completions: 3\n  parallelism: 3\n  backoffLimitPerIndex: 1\n{fail_index}"
+    );
+    api.ok(&["create", "-f", "-"], Some(&job("per-index", &spec)));
+    // A second Job tolerates no failed index at all.
+    let strict = format!(
+        "  completionMode: Indexed\n  completions: 2\n  parallelism: 2\n  backoffLimitPerIndex: 1\n  maxFailedIndexes: 0\n{fail_index}"
+    );
+    api.ok(&["create", "-f", "-"], Some(&job("strict", &strict)));
+
+    let zero = index_pod(&api, "per-index", 0);
+    let annotation = |pod: &str| {
+        api.ok(
+            &[
+                "get",
+                "pod",
+                pod,
+                "-o",
+                "jsonpath={.metadata.annotations.batch\\.kubernetes\\.io/job-index-failure-count}",
+            ],
+            None,
+        )
+    };
+    assert_eq!(annotation(&zero), "0");
+    // Index 0 fails once: within its limit, so it runs again (after the index's backoff)
+    // with the failure carried in the annotation.
+    fail_pod(&api, &zero, 1, "[]");
+    // Meanwhile the strict Job's index 0 fails by the FailIndex rule: over maxFailedIndexes.
+    fail_pod(&api, &index_pod(&api, "strict", 0), 42, "[]");
+    wait_condition(&api, "job/strict", "failed");
+    assert_eq!(
+        condition(&api, "job/strict", "Failed", "reason"),
+        "MaxFailedIndexesExceeded"
+    );
+    assert_eq!(
+        condition(&api, "job/strict", "Failed", "message"),
+        "Job has exceeded the specified maximal number of failed indexes"
+    );
+    assert_eq!(job_field(&api, "strict", ".status.failedIndexes"), "0");
+
+    let zero_again = index_pod(&api, "per-index", 0);
+    assert_ne!(zero_again, zero);
+    assert_eq!(annotation(&zero_again), "1");
+    assert_eq!(job_field(&api, "per-index", ".status.failed"), "1");
+    assert_eq!(job_field(&api, "per-index", ".status.failedIndexes"), "");
+    // Index 1 fails by the FailIndex rule; index 0 fails a second time, over its limit.
+    fail_pod(&api, &index_pod(&api, "per-index", 1), 42, "[]");
+    fail_pod(&api, &zero_again, 1, "[]");
+    wait_job_field(
+        &api,
+        "per-index",
+        ".status.failedIndexes",
+        "indexes 0 and 1 to fail",
+        |f| f == "0,1",
+    );
+    // The Job runs on: index 2 still completes, then the Job fails for its failed indexes.
+    assert!(!job_field(&api, "per-index", ".status.conditions").contains("Failed"));
+    set_phase(&api, &index_pod(&api, "per-index", 2), "Succeeded");
+    wait_condition(&api, "job/per-index", "failed");
+    assert_eq!(
+        condition(&api, "job/per-index", "Failed", "reason"),
+        "FailedIndexes"
+    );
+    assert_eq!(
+        condition(&api, "job/per-index", "Failed", "message"),
+        "Job has failed indexes"
+    );
+    let status = job_field(
+        &api,
+        "per-index",
+        ".status.completedIndexes} {.status.failedIndexes} {.status.succeeded} {.status.failed",
+    );
+    assert_eq!(status, "2 0,1 1 3");
+    let described = wait_for(&api, &["describe", "job", "per-index"], "the event", |d| {
+        d.contains("FailedIndexes")
+    });
+    assert!(
+        described.contains("0 Active (0 Ready) / 1 Succeeded / 3 Failed"),
+        "{described}"
+    );
+    // Every pod of an index is named and hosted after it.
+    let hostnames = api.ok(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "batch.kubernetes.io/job-name=per-index,batch.kubernetes.io/job-completion-index=2",
+            "-o",
+            "jsonpath={.items[*].spec.hostname}",
+        ],
+        None,
+    );
+    assert_eq!(hostnames, "per-index-2");
+}
+
+#[test]
+fn success_policy_completes_the_job_early() {
+    if !require_kubectl("success_policy_completes_the_job_early") {
+        return;
+    }
+    let api = TestApiserver::start();
+    let _controllers = start(&api, &["job"], ControllerConfig::default());
+    let spec = "  completionMode: Indexed\n  completions: 4\n  parallelism: 4\n  successPolicy:\n    rules:\n    - succeededIndexes: \"0-2\"\n      succeededCount: 2\n";
+    api.ok(&["create", "-f", "-"], Some(&job("leader", spec)));
+    // Index 3 is outside the rule's indexes; one of 0-2 is not enough.
+    set_phase(&api, &index_pod(&api, "leader", 3), "Succeeded");
+    set_phase(&api, &index_pod(&api, "leader", 0), "Succeeded");
+    wait_job_field(
+        &api,
+        "leader",
+        ".status.completedIndexes",
+        "indexes 0 and 3",
+        |c| c == "0,3",
+    );
+    assert!(!job_field(&api, "leader", ".status.conditions").contains("SuccessCriteriaMet"));
+    // A second of indexes 0-2 meets the rule: the Job is complete, the rest terminated.
+    set_phase(&api, &index_pod(&api, "leader", 2), "Succeeded");
+    wait_condition(&api, "job/leader", "complete");
+    for type_ in ["SuccessCriteriaMet", "Complete"] {
+        assert_eq!(
+            condition(&api, "job/leader", type_, "reason"),
+            "SuccessPolicy"
+        );
+        assert_eq!(
+            condition(&api, "job/leader", type_, "message"),
+            "Matched rules at index 0"
+        );
+    }
+    wait_for(
+        &api,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "batch.kubernetes.io/job-completion-index=1",
+            "-o",
+            "name",
+        ],
+        "the pod of index 1 to be removed",
+        |p| p.trim().is_empty(),
+    );
+    let status = job_field(
+        &api,
+        "leader",
+        ".status.completedIndexes} {.status.succeeded} {.status.failed} {.status.active",
+    );
+    // As in kube, the pod removed before it finished counts as failed.
+    assert_eq!(status, "0,2,3 3 1 0");
+    let described = api.ok(&["describe", "job", "leader"], None);
+    assert!(
+        described.contains("Completed Indexes:  0,2,3"),
         "{described}"
     );
 }

@@ -407,6 +407,14 @@ fn pods_of(api: &TestApiserver, selector: &str) -> Vec<Value> {
     items(&json_of(api, &["get", "pods", "-l", selector]))
 }
 
+/// How many pods matching `selector` are Ready.
+fn ready_count(api: &TestApiserver, selector: &str) -> usize {
+    pods_of(api, selector)
+        .iter()
+        .filter(|p| is_ready(p))
+        .count()
+}
+
 #[test]
 fn replicaset_adopts_orphans_replaces_and_releases() {
     if !require_backend(
@@ -777,6 +785,134 @@ fn daemonset_runs_one_pod_per_eligible_node() {
     api.ok(&["delete", "ds", "agent"], None);
 }
 
+/// With maxSurge the updated pod starts beside the old one, which is deleted only once the new
+/// one is available: a node never goes without a ready daemon, and no more than maxSurge
+/// nodes run two at a time.
+#[test]
+fn daemonset_surges_the_new_pod_before_deleting_the_old() {
+    if !require_backend(
+        "daemonset_surges_the_new_pod_before_deleting_the_old",
+        Backend::Embedded,
+    ) {
+        return;
+    }
+    let api = TestApiserver::start_with(Backend::Embedded);
+    // maxUnavailable defaults to 1: a surge needs it set to 0.
+    let surge_only = DAEMON_SET.replace(
+        "spec:\n  selector:",
+        "spec:\n  updateStrategy:\n    rollingUpdate:\n      maxSurge: 1\n  selector:",
+    );
+    let refused = api.fails(&["create", "-f", "-"], Some(&surge_only));
+    assert!(
+        refused.contains("spec.updateStrategy.rollingUpdate.maxSurge: Invalid value: 1: may not be set when maxUnavailable is non-zero"),
+        "{refused}"
+    );
+    for name in ["surge-1", "surge-2", "surge-3"] {
+        api.ok(&["create", "-f", "-"], Some(&node(name, "")));
+    }
+    let _scheduler = start_scheduler(&api);
+    let _controllers = start_controllers(&api);
+    let surging = surge_only.replace("maxSurge: 1\n", "maxSurge: 1\n      maxUnavailable: 0\n");
+    api.ok(&["create", "-f", "-"], Some(&surging));
+    poll(
+        "a ready agent on each node",
+        Duration::from_secs(30),
+        || {
+            play_kubelet(&api, "app=agent", false, 10);
+            let ready = ready_count(&api, "app=agent");
+            (ready == 3).then_some(())
+        },
+    );
+    api.ok(
+        &[
+            "set",
+            "image",
+            "daemonset/agent",
+            "agent=registry.example/agent:2",
+        ],
+        None,
+    );
+    let image = |p: &Value| {
+        p["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // One node gets its new pod next to the old one, which stays while the new is not ready.
+    let first = poll("the first surge pod", Duration::from_secs(30), || {
+        let pods = pods_of(&api, "app=agent");
+        let new: Vec<&Value> = pods.iter().filter(|p| image(p).ends_with(":2")).collect();
+        match new.as_slice() {
+            [pod] if pod["spec"]["nodeName"].is_string() => Some((*pod).clone()),
+            _ => None,
+        }
+    });
+    let node_of = |p: &Value| {
+        p["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let surged_node = node_of(&first);
+    std::thread::sleep(Duration::from_millis(500));
+    let pods = pods_of(&api, "app=agent");
+    assert_eq!(pods.len(), 4, "one surge pod at a time: {pods:?}");
+    let old_beside = pods
+        .iter()
+        .find(|p| node_of(p) == surged_node && image(p).ends_with(":1"))
+        .expect("the old pod still runs beside the new one");
+    assert!(old_beside["metadata"]["deletionTimestamp"].is_null());
+    assert!(is_ready(old_beside));
+
+    // Playing the kubelet one pod at a time: every node always keeps a ready agent, and at
+    // most one node at a time waits for its new pod.
+    poll("the surging rollout", Duration::from_secs(60), || {
+        play_kubelet(&api, "app=agent", false, 1);
+        let pods = pods_of(&api, "app=agent");
+        let live: Vec<&Value> = pods
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .collect();
+        // A node whose new pod is ready is done (its old pod is being deleted); at most one
+        // node waits for a new pod next to its old one.
+        let waiting: BTreeSet<String> = live
+            .iter()
+            .filter(|p| image(p).ends_with(":2") && !is_ready(p))
+            .map(|p| node_of(p))
+            .filter(|n| {
+                live.iter()
+                    .any(|o| node_of(o) == *n && image(o).ends_with(":1"))
+            })
+            .collect();
+        assert!(
+            waiting.len() <= 1,
+            "more than maxSurge nodes surging: {waiting:?}"
+        );
+        let ready_nodes: BTreeSet<String> = live
+            .iter()
+            .filter(|p| is_ready(p))
+            .map(|p| node_of(p))
+            .collect();
+        assert_eq!(
+            ready_nodes.len(),
+            3,
+            "a node lost its ready agent: {live:?}"
+        );
+        let updated = live
+            .iter()
+            .filter(|p| image(p).ends_with(":2") && is_ready(p))
+            .count();
+        (updated == 3 && live.len() == 3).then_some(())
+    });
+    let status = api.ok(
+        &["rollout", "status", "daemonset/agent", "--timeout=30s"],
+        None,
+    );
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let described = api.ok(&["describe", "ds", "agent"], None);
+    assert!(described.contains("SuccessfulDelete"), "{described}");
+}
+
 const STATEFUL_SET: &str = "apiVersion: apps/v1
 kind: StatefulSet
 metadata:
@@ -993,10 +1129,7 @@ fn deployment_recreate_pause_and_progress_deadline() {
     api.ok(&["create", "-f", "-"], Some(RECREATE));
     poll("3 ready pods", Duration::from_secs(30), || {
         play_kubelet(&api, "app=batch", true, 3);
-        let ready = pods_of(&api, "app=batch")
-            .iter()
-            .filter(|p| is_ready(p))
-            .count();
+        let ready = ready_count(&api, "app=batch");
         (ready == 3).then_some(())
     });
     api.ok(
@@ -1017,10 +1150,7 @@ fn deployment_recreate_pause_and_progress_deadline() {
         let images = images_of(&api, "app=batch");
         assert!(images.len() <= 1, "old and new pods together: {images:?}");
         play_kubelet(&api, "app=batch", true, 3);
-        let ready = pods_of(&api, "app=batch")
-            .iter()
-            .filter(|p| is_ready(p))
-            .count();
+        let ready = ready_count(&api, "app=batch");
         (images.iter().all(|i| i.ends_with(":2")) && ready == 3).then_some(())
     });
     api.ok(
@@ -1133,10 +1263,7 @@ fn deployment_scales_proportionally_mid_rollout() {
     api.ok(&["create", "-f", "-"], Some(PROPORTIONAL));
     poll("10 ready pods", Duration::from_secs(30), || {
         play_kubelet(&api, "app=wide", true, 10);
-        let ready = pods_of(&api, "app=wide")
-            .iter()
-            .filter(|p| is_ready(p))
-            .count();
+        let ready = ready_count(&api, "app=wide");
         (ready == 10).then_some(())
     });
     api.ok(

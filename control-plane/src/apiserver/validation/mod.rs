@@ -2,6 +2,7 @@
 //! its message texts (`spec.containers[0].image: Required value`). Pure functions of the
 //! (defaulted) object and, on update, the stored object.
 
+mod job_policies;
 mod meta;
 mod misc;
 mod pod;
@@ -163,6 +164,21 @@ impl Errors {
     fn too_long(&mut self, field: &str, max_bytes: usize) {
         let detail = format!("must have at most {max_bytes} bytes");
         self.push(FieldErrorKind::TooLong, field, None, &detail);
+    }
+
+    fn too_many(&mut self, field: &str, actual: usize, max_items: usize) {
+        let detail = format!("must have at most {max_items} items");
+        self.push(
+            FieldErrorKind::TooMany,
+            field,
+            Some(actual.to_string()),
+            &detail,
+        );
+    }
+
+    /// Invalid, with the value left out of the message (kube's `field.OmitValueType`).
+    fn invalid_omitted(&mut self, field: &str, detail: &str) {
+        self.push(FieldErrorKind::Invalid, field, None, detail);
     }
 
     fn type_invalid(&mut self, field: &str, value: &Value, detail: &str) {

@@ -450,6 +450,118 @@ fn job_rules() {
     assert!(errors[0].to_string().ends_with(": field is immutable"));
 }
 
+#[test]
+fn daemon_set_rolling_update_surges_or_goes_unavailable() {
+    let daemon_set = |rolling: Value| {
+        json!({
+            "metadata": {"name": "agent", "namespace": "default"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": rolling},
+                "template": {"metadata": {"labels": {"app": "agent"}},
+                             "spec": {"containers": [{"name": "agent", "image": "agent:1"}]}}
+            }
+        })
+    };
+    let check = |rolling: Value| messages("apps", "DaemonSet", daemon_set(rolling), None);
+    assert!(check(json!({"maxSurge": 1, "maxUnavailable": 0})).is_empty());
+    assert!(check(json!({"maxSurge": "50%", "maxUnavailable": "0%"})).is_empty());
+    assert!(check(json!({})).is_empty());
+    // maxUnavailable defaults to 1, so a surge alone is refused.
+    assert_eq!(
+        check(json!({"maxSurge": 1})),
+        [
+            "spec.updateStrategy.rollingUpdate.maxSurge: Invalid value: 1: may not be set when maxUnavailable is non-zero"
+        ]
+    );
+    assert_eq!(
+        check(json!({"maxSurge": 0, "maxUnavailable": 0})),
+        [
+            "spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0"
+        ]
+    );
+}
+
+#[test]
+fn job_policy_rules() {
+    let mut valid = job();
+    valid["spec"]["completionMode"] = json!("Indexed");
+    valid["spec"]["completions"] = json!(4);
+    valid["spec"]["backoffLimitPerIndex"] = json!(1);
+    valid["spec"]["maxFailedIndexes"] = json!(2);
+    valid["spec"]["podFailurePolicy"] = json!({"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": "pi", "operator": "In", "values": [42]}},
+        {"action": "FailIndex", "onExitCodes": {"operator": "NotIn", "values": [0, 1]}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    ]});
+    valid["spec"]["successPolicy"] =
+        json!({"rules": [{"succeededIndexes": "0,2-3", "succeededCount": 2}]});
+    assert_eq!(
+        messages("batch", "Job", valid.clone(), None),
+        Vec::<String>::new()
+    );
+
+    let mut on_failure = job();
+    on_failure["spec"]["template"]["spec"]["restartPolicy"] = json!("OnFailure");
+    on_failure["spec"]["podFailurePolicy"] = json!({"rules": []});
+    assert_eq!(
+        messages("batch", "Job", on_failure, None),
+        [
+            "spec.template.spec.restartPolicy: Invalid value: \"OnFailure\": only \"Never\" is supported when podFailurePolicy is specified"
+        ]
+    );
+
+    let mut bad_rules = job();
+    bad_rules["spec"]["podFailurePolicy"] = json!({"rules": [
+        {"action": "FailIndex", "onExitCodes": {"containerName": "other", "operator": "In", "values": [0, 3, 2, 3]}},
+        {"action": "Restart", "onExitCodes": {"operator": "In", "values": [1]}, "onPodConditions": [{"type": "DisruptionTarget"}]},
+        {"action": "Count"}
+    ]});
+    bad_rules["spec"]["podReplacementPolicy"] = json!("TerminatingOrFailed");
+    assert_eq!(
+        messages("batch", "Job", bad_rules, None),
+        [
+            "spec.podFailurePolicy.rules[0].action: Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set",
+            "spec.podFailurePolicy.rules[0].onExitCodes.containerName: Invalid value: \"other\": must be one of the container or initContainer names in the pod template",
+            "spec.podFailurePolicy.rules[0].onExitCodes.values[0]: Invalid value: 0: must not be 0 for the In operator",
+            "spec.podFailurePolicy.rules[0].onExitCodes.values[3]: Duplicate value: 3",
+            "spec.podFailurePolicy.rules[0].onExitCodes.values: Invalid value: [0,3,2,3]: must be ordered",
+            "spec.podFailurePolicy.rules[1].action: Unsupported value: \"Restart\": supported values: \"Count\", \"FailIndex\", \"FailJob\", \"Ignore\"",
+            "spec.podFailurePolicy.rules[1]: Invalid value: specifying both OnExitCodes and OnPodConditions is not supported",
+            "spec.podFailurePolicy.rules[2]: Invalid value: specifying one of OnExitCodes and OnPodConditions is required",
+            "spec.podReplacementPolicy: Unsupported value: \"TerminatingOrFailed\": supported values: \"Failed\"",
+        ]
+    );
+
+    let mut not_indexed = job();
+    not_indexed["spec"]["maxFailedIndexes"] = json!(1);
+    not_indexed["spec"]["successPolicy"] = json!({"rules": [{}]});
+    assert_eq!(
+        messages("batch", "Job", not_indexed, None),
+        [
+            "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified",
+            "spec.maxFailedIndexes: Invalid value: 1: requires indexed completion mode",
+            "spec.successPolicy: Invalid value: {\"rules\":[{}]}: requires indexed completion mode",
+            "spec.successPolicy.rules[0]: Required value: at least one of succeededCount or succeededIndexes must be specified",
+        ]
+    );
+
+    let mut bad_success = valid;
+    bad_success["spec"]["maxFailedIndexes"] = json!(5);
+    bad_success["spec"]["successPolicy"] = json!({"rules": [
+        {"succeededIndexes": "2,1"},
+        {"succeededIndexes": "0-1", "succeededCount": 3}
+    ]});
+    assert_eq!(
+        messages("batch", "Job", bad_success, None),
+        [
+            "spec.maxFailedIndexes: Invalid value: 5: must be less than or equal to completions",
+            "spec.successPolicy.rules[0].succeededIndexes: Invalid value: \"2,1\": error parsing succeededIndexes: non-increasing order, previous: 2, current: 1",
+            "spec.successPolicy.rules[1].succeededCount: Invalid value: 3: must be less than or equal to 2 (the number of indexes in the specified succeededIndexes field)",
+        ]
+    );
+}
+
 fn cron_job(schedule: &str) -> Value {
     json!({
         "metadata": {"name": "tick", "namespace": "default"},

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::super::cron::parse_cron;
 use super::super::selectors::LabelSelector;
+use super::job_policies;
 use super::pod::validate_pod_template;
 use super::{Errors, at, check_min, check_one_of, is_set, object_at, str_at};
 
@@ -164,11 +165,39 @@ fn validate_deployment_strategy(strategy: &Value, errors: &mut Errors) {
 
 /// maxUnavailable/maxSurge: an integer ≥ 0 or a percentage ≤ 100%, not both zero.
 fn validate_max_unavailable_and_surge(rolling: &Value, path: &str, errors: &mut Errors) {
-    let mut zero = [false, false];
+    if check_unavailable_and_surge(rolling, path, errors) == [true, true] {
+        errors.invalid(
+            &at(path, "maxUnavailable"),
+            &Value::from(0),
+            "may not be 0 when `maxSurge` is 0",
+        );
+    }
+}
+
+/// A DaemonSet's maxUnavailable/maxSurge: each valid, and exactly one of them non-zero.
+fn validate_daemon_set_rolling_update(rolling: &Value, path: &str, errors: &mut Errors) {
+    match check_unavailable_and_surge(rolling, path, errors) {
+        [false, false] => errors.invalid(
+            &at(path, "maxSurge"),
+            rolling.get("maxSurge").unwrap_or(&Value::Null),
+            "may not be set when maxUnavailable is non-zero",
+        ),
+        [true, true] => errors.required(
+            &at(path, "maxUnavailable"),
+            "cannot be 0 when maxSurge is 0",
+        ),
+        _ => {}
+    }
+}
+
+/// Checks each of maxUnavailable and maxSurge; returns which of them is zero (or unset).
+fn check_unavailable_and_surge(rolling: &Value, path: &str, errors: &mut Errors) -> [bool; 2] {
+    let mut zero = [true, true];
     for (i, field) in ["maxUnavailable", "maxSurge"].into_iter().enumerate() {
         let Some(value) = rolling.get(field).filter(|v| !v.is_null()) else {
             continue;
         };
+        zero[i] = false;
         match int_or_percent(value) {
             Some((n, _)) if n < 0 => errors.invalid(&at(path, field), value, "must be greater than or equal to 0"),
             Some((n, true)) if n > 100 => errors.invalid(&at(path, field), value, "must not be greater than 100%"),
@@ -176,13 +205,7 @@ fn validate_max_unavailable_and_surge(rolling: &Value, path: &str, errors: &mut 
             None => errors.invalid(&at(path, field), value, "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"),
         }
     }
-    if zero == [true, true] {
-        errors.invalid(
-            &at(path, "maxUnavailable"),
-            &Value::from(0),
-            "may not be 0 when `maxSurge` is 0",
-        );
-    }
+    zero
 }
 
 /// An IntOrString: (number, is a percentage).
@@ -278,7 +301,7 @@ pub(super) fn validate_daemon_set(obj: &Value, old: Option<&Value>, errors: &mut
             SET_UPDATE_STRATEGIES,
         );
         if let Some(rolling) = strategy.get("rollingUpdate").filter(|r| r.is_object()) {
-            validate_max_unavailable_and_surge(
+            validate_daemon_set_rolling_update(
                 rolling,
                 "spec.updateStrategy.rollingUpdate",
                 errors,
@@ -329,6 +352,7 @@ fn validate_job_spec(spec: &Value, path: &str, errors: &mut Errors) {
         JOB_RESTART_POLICIES,
         errors,
     );
+    job_policies::validate(spec, path, errors);
 }
 
 pub(super) fn validate_cron_job(obj: &Value, _old: Option<&Value>, errors: &mut Errors) {
