@@ -159,6 +159,17 @@ fn del(bin: &Path, conf: &Value, ns: &Netns, id: &str) {
     );
 }
 
+/// Runs our plugin with `command` on `conf` in `ns`, whatever the outcome.
+fn ours_in(command: &str, conf: &Value, ns: &Netns, id: &str) -> Outcome {
+    invoke(
+        &ours(),
+        Some(command),
+        &conf.to_string(),
+        &ns.path().to_string_lossy(),
+        id,
+    )
+}
+
 fn ip_json(ns: Option<&Netns>, args: &[&str]) -> Value {
     let mut argv = vec!["ip", "-j"];
     argv.extend_from_slice(args);
@@ -793,13 +804,7 @@ fn host_veth(result: &Value) -> String {
 fn check(conf: &Value, result: &Value, ns: &Netns, id: &str) -> Outcome {
     let mut c = conf.clone();
     c["prevResult"] = result.clone();
-    invoke(
-        &ours(),
-        Some("CHECK"),
-        &c.to_string(),
-        &ns.path().to_string_lossy(),
-        id,
-    )
+    ours_in("CHECK", &c, ns, id)
 }
 
 /// Whether this kernel filters bridge traffic by VLAN (CONFIG_BRIDGE_VLAN_FILTERING).
@@ -828,13 +833,7 @@ fn vlans_refused_cleanly(net: &Net, conf: &Value) -> bool {
     }
     eprintln!("this kernel has no bridge VLAN filtering: checking the refusal only");
     let ns = Netns::new("ktb-vr");
-    let o = invoke(
-        &ours(),
-        Some("ADD"),
-        &conf.to_string(),
-        &ns.path().to_string_lossy(),
-        "ctr-vr",
-    );
+    let o = ours_in("ADD", conf, &ns, "ctr-vr");
     assert_eq!(o.code, Some(1), "{}", o.stdout);
     assert!(
         o.json["msg"]
@@ -958,13 +957,7 @@ fn vlan_config_errors_carry_the_invalid_config_code() {
         json!({"vlanTrunk": [{"minID": 9, "maxID": 3}]}),
         json!({"vlanTrunk": [{"id": 0}]}),
     ] {
-        let o = invoke(
-            &ours(),
-            Some("ADD"),
-            &net.conf(extra.clone()).to_string(),
-            &ns.path().to_string_lossy(),
-            "ctr-ve",
-        );
+        let o = ours_in("ADD", &net.conf(extra.clone()), &ns, "ctr-ve");
         assert_eq!(o.json["code"], 7, "{extra}: {}", o.stdout);
         assert!(
             o.json["msg"]

@@ -10,7 +10,7 @@
 //! The reference plugin keeps two chains per container in `bridge nat`; a single rule matches
 //! the same frames and leaves one thing to delete.
 
-use keel_netkit::nft::{Batch, CmpOp, Expr, Family, Hook, Nft};
+use keel_netkit::nft::{Batch, ChainType, CmpOp, Expr, Family, Hook, Nft};
 
 use crate::plugin::{INTERNAL, PluginError};
 
@@ -28,10 +28,11 @@ fn err(what: &'static str) -> impl Fn(keel_netkit::Error) -> PluginError {
 /// The transaction that adds a container's rule (creating the table and chain when missing).
 pub fn setup_batch(host_veth: &str, container_mac: [u8; 6], comment: &str) -> Batch {
     let mut batch = Batch::new();
-    batch.add_table(Family::Bridge, TABLE).add_filter_chain(
+    batch.add_table(Family::Bridge, TABLE).add_base_chain(
         Family::Bridge,
         TABLE,
         CHAIN,
+        ChainType::Filter,
         Hook::Prerouting,
         PRIORITY,
     );

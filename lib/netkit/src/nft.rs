@@ -143,6 +143,13 @@ impl Hook {
     }
 }
 
+/// The type of a base chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainType {
+    Nat,
+    Filter,
+}
+
 /// Comparison operators of `cmp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {
@@ -291,11 +298,19 @@ impl Expr {
         }
         let elem = m.nest_start(NFTA_LIST_ELEM);
         match self {
-            Expr::NetworkPayload { offset, len } => {
+            Expr::LinkPayload { offset, len }
+            | Expr::NetworkPayload { offset, len }
+            | Expr::TransportPayload { offset, len } => {
+                // NFTA_PAYLOAD_BASE: NFT_PAYLOAD_{LL,NETWORK,TRANSPORT}_HEADER.
+                let base = match self {
+                    Expr::LinkPayload { .. } => 0,
+                    Expr::NetworkPayload { .. } => 1,
+                    _ => 2,
+                };
                 m.attr_str(NFTA_EXPR_NAME, "payload");
                 let data = m.nest_start(NFTA_EXPR_DATA);
                 m.attr_u32(1, REG_1); // NFTA_PAYLOAD_DREG
-                m.attr_u32(2, 1); // NFTA_PAYLOAD_BASE: NFT_PAYLOAD_NETWORK_HEADER
+                m.attr_u32(2, base);
                 m.attr_u32(3, *offset); // NFTA_PAYLOAD_OFFSET
                 m.attr_u32(4, *len); // NFTA_PAYLOAD_LEN
                 m.nest_end(data);
@@ -342,24 +357,6 @@ impl Expr {
             }
             Expr::Masquerade => {
                 m.attr_str(NFTA_EXPR_NAME, "masq");
-            }
-            Expr::LinkPayload { offset, len } => {
-                m.attr_str(NFTA_EXPR_NAME, "payload");
-                let data = m.nest_start(NFTA_EXPR_DATA);
-                m.attr_u32(1, REG_1); // NFTA_PAYLOAD_DREG
-                m.attr_u32(2, 0); // NFTA_PAYLOAD_BASE: NFT_PAYLOAD_LL_HEADER
-                m.attr_u32(3, *offset); // NFTA_PAYLOAD_OFFSET
-                m.attr_u32(4, *len); // NFTA_PAYLOAD_LEN
-                m.nest_end(data);
-            }
-            Expr::TransportPayload { offset, len } => {
-                m.attr_str(NFTA_EXPR_NAME, "payload");
-                let data = m.nest_start(NFTA_EXPR_DATA);
-                m.attr_u32(1, REG_1); // NFTA_PAYLOAD_DREG
-                m.attr_u32(2, 2); // NFTA_PAYLOAD_BASE: NFT_PAYLOAD_TRANSPORT_HEADER
-                m.attr_u32(3, *offset); // NFTA_PAYLOAD_OFFSET
-                m.attr_u32(4, *len); // NFTA_PAYLOAD_LEN
-                m.nest_end(data);
             }
             Expr::Meta(key) => {
                 m.attr_str(NFTA_EXPR_NAME, "meta");
@@ -528,29 +525,19 @@ impl Batch {
         hook: Hook,
         priority: i32,
     ) -> &mut Batch {
-        self.add_base_chain(family, table, chain, hook, priority, "nat")
+        self.add_base_chain(family, table, chain, ChainType::Nat, hook, priority)
     }
 
-    /// Creates a filter base chain on `hook` at `priority` (accept policy) if it does not exist.
-    pub fn add_filter_chain(
+    /// Creates a base chain of `kind` on `hook` at `priority` (accept policy) if it does not
+    /// exist.
+    pub fn add_base_chain(
         &mut self,
         family: Family,
         table: &str,
         chain: &str,
+        kind: ChainType,
         hook: Hook,
         priority: i32,
-    ) -> &mut Batch {
-        self.add_base_chain(family, table, chain, hook, priority, "filter")
-    }
-
-    fn add_base_chain(
-        &mut self,
-        family: Family,
-        table: &str,
-        chain: &str,
-        hook: Hook,
-        priority: i32,
-        kind: &str,
     ) -> &mut Batch {
         let mut m = Self::scratch();
         m.attr_str(NFTA_CHAIN_TABLE, table);
@@ -560,7 +547,13 @@ impl Batch {
         m.attr(NFTA_HOOK_PRIORITY, &priority.to_be_bytes());
         m.nest_end(h);
         m.attr_u32(NFTA_CHAIN_POLICY, 1); // NF_ACCEPT
-        m.attr_str(NFTA_CHAIN_TYPE, kind);
+        m.attr_str(
+            NFTA_CHAIN_TYPE,
+            match kind {
+                ChainType::Nat => "nat",
+                ChainType::Filter => "filter",
+            },
+        );
         self.push(
             format!("adding chain {} {table} {chain}", family.name()),
             NFT_MSG_NEWCHAIN,
