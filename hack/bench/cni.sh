@@ -139,9 +139,11 @@ pct() {
 chain="bridge + host-local"
 [[ $PORTMAP == true ]] && chain="$chain + portmap"
 echo "bench/cni: $chain, ipMasq=$IPMASQ, $N iterations each, one fresh netns per iteration" >&2
+echo "bench/cni: load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)" >&2
 run ours "$TMP/ours"
 run reference "$REF_BIN"
 
+echo "bench/cni: load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 printf '\n%-6s %-10s %10s %10s %10s\n' "op" "stat" "keel (ms)" "ref (ms)" "keel/ref"
 for op in add del; do
   for p in 50 99; do
