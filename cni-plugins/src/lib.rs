@@ -4,8 +4,11 @@
 //! - [`runtime`]: what libcni does for a container runtime (load configs, run chains, cache).
 //! - [`plugin`]: the plugin skeleton every Keel plugin binary runs (env + stdin in, result or
 //!   error object out, IPAM delegation).
+//! - [`fuzz`]: the fuzz bodies over config and result parsing (cargo-fuzz targets in
+//!   `cni-plugins/fuzz/`, and a stable test over a corpus).
 
 pub mod bridge;
+pub mod fuzz;
 pub mod ipam;
 pub mod plugin;
 pub mod portmap;

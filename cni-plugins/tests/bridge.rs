@@ -159,6 +159,17 @@ fn del(bin: &Path, conf: &Value, ns: &Netns, id: &str) {
     );
 }
 
+/// Runs our plugin with `command` on `conf` in `ns`, whatever the outcome.
+fn ours_in(command: &str, conf: &Value, ns: &Netns, id: &str) -> Outcome {
+    invoke(
+        &ours(),
+        Some(command),
+        &conf.to_string(),
+        &ns.path().to_string_lossy(),
+        id,
+    )
+}
+
 fn ip_json(ns: Option<&Netns>, args: &[&str]) -> Value {
     let mut argv = vec!["ip", "-j"];
     argv.extend_from_slice(args);
@@ -555,44 +566,63 @@ fn cni_command_unset_is_an_error() {
 
 /// Removes, on drop, the masquerade rules a test's container got, and the `keel-cni` tables
 /// if the test created them and they are empty.
-struct MasqGuard {
+/// Removes, on drop, the rules commented `<network>:<container id>` from a table of ours in the
+/// given families, and the table itself where this test created it and it is left empty.
+struct RuleGuard {
+    table: &'static str,
     comment: String,
     created: Vec<keel_netkit::nft::Family>,
 }
 
-impl MasqGuard {
-    fn new(network: &str, container_id: &str) -> MasqGuard {
-        use keel_netkit::nft::Family;
-        let created = [Family::Ipv4, Family::Ipv6]
-            .into_iter()
+impl RuleGuard {
+    fn new(
+        table: &'static str,
+        families: &[keel_netkit::nft::Family],
+        network: &str,
+        container_id: &str,
+    ) -> RuleGuard {
+        let created = families
+            .iter()
+            .copied()
             .filter(|f| {
                 // A table that lists no rules may still exist (empty): only a missing one counts.
-                !keel_testkit::run("nft", &["list", "tables", f.name()]).contains(&format!(
-                    "table {} {}",
-                    f.name(),
-                    keel_cni::bridge::masq::TABLE
-                ))
+                !keel_testkit::run("nft", &["list", "tables", f.name()])
+                    .contains(&format!("table {} {table}", f.name()))
             })
             .collect();
-        MasqGuard {
+        RuleGuard {
+            table,
             comment: keel_cni::bridge::masq::comment(network, container_id),
             created,
         }
     }
+
+    fn masq(network: &str, container_id: &str) -> RuleGuard {
+        use keel_netkit::nft::Family;
+        Self::new(
+            keel_cni::bridge::masq::TABLE,
+            &[Family::Ipv4, Family::Ipv6],
+            network,
+            container_id,
+        )
+    }
 }
 
-impl Drop for MasqGuard {
+impl Drop for RuleGuard {
     fn drop(&mut self) {
-        use keel_netkit::nft::{Batch, Family, Nft};
-        let table = keel_cni::bridge::masq::TABLE;
+        use keel_netkit::nft::{Batch, Nft};
         let Ok(mut nft) = Nft::open() else { return };
-        for family in [Family::Ipv4, Family::Ipv6] {
-            let _ = nft.delete_rules_with_comment(family, table, &self.comment);
+        for family in [
+            keel_netkit::nft::Family::Ipv4,
+            keel_netkit::nft::Family::Ipv6,
+            keel_netkit::nft::Family::Bridge,
+        ] {
+            let _ = nft.delete_rules_with_comment(family, self.table, &self.comment);
             if self.created.contains(&family)
-                && nft.rules(family, table).is_ok_and(|r| r.is_empty())
+                && nft.rules(family, self.table).is_ok_and(|r| r.is_empty())
             {
                 let mut b = Batch::new();
-                b.del_table(family, table);
+                b.del_table(family, self.table);
                 let _ = nft.apply(&b);
             }
         }
@@ -606,7 +636,7 @@ fn ip_masq_lets_a_container_reach_a_network_that_has_no_route_back() {
     }
     let net = Net::new();
     let id = format!("ctr-masq-{}", std::process::id());
-    let _masq = MasqGuard::new("ktbnet", &id);
+    let _masq = RuleGuard::masq("ktbnet", &id);
     let conf = net.conf(json!({"ipMasq": true}));
     let ctr = Netns::new("ktb-m");
     // "Outside": a netns behind a host veth, with no route to the container subnet.
@@ -732,4 +762,267 @@ fn bench_add_del() {
             median(dels)
         );
     }
+}
+
+/// The VLANs of a bridge port (or of the bridge itself) as `bridge vlan show` lists them:
+/// `vid flags...`, sorted.
+fn port_vlans(dev: &str) -> Vec<String> {
+    let out = Command::new("bridge")
+        .args(["-j", "vlan", "show", "dev", dev])
+        .output()
+        .expect("bridge vlan show");
+    assert!(out.status.success(), "bridge vlan show dev {dev}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let mut vlans: Vec<String> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["vlans"].as_array().cloned().unwrap_or_default())
+        .map(|vl| {
+            let mut s = vl["vlan"].to_string();
+            if let Some(end) = vl.get("vlanEnd") {
+                s = format!("{s}-{end}");
+            }
+            for f in vl["flags"].as_array().into_iter().flatten() {
+                s.push(' ');
+                s.push_str(f.as_str().unwrap_or(""));
+            }
+            s
+        })
+        .collect();
+    vlans.sort();
+    vlans
+}
+
+fn host_veth(result: &Value) -> String {
+    result["interfaces"][1]["name"]
+        .as_str()
+        .expect("host veth in the result")
+        .to_string()
+}
+
+fn check(conf: &Value, result: &Value, ns: &Netns, id: &str) -> Outcome {
+    let mut c = conf.clone();
+    c["prevResult"] = result.clone();
+    ours_in("CHECK", &c, ns, id)
+}
+
+/// Whether this kernel filters bridge traffic by VLAN (CONFIG_BRIDGE_VLAN_FILTERING).
+fn kernel_has_bridge_vlans() -> bool {
+    let probe = HostLink::unique("ktbv");
+    Command::new("ip")
+        .args([
+            "link",
+            "add",
+            probe.name(),
+            "type",
+            "bridge",
+            "vlan_filtering",
+            "1",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// On a kernel without bridge VLAN filtering, a VLAN config is refused with an error saying so,
+/// and nothing is left behind (no bridge, no veth, no allocation). Returns true when it was.
+fn vlans_refused_cleanly(net: &Net, conf: &Value) -> bool {
+    if kernel_has_bridge_vlans() {
+        return false;
+    }
+    eprintln!("this kernel has no bridge VLAN filtering: checking the refusal only");
+    let ns = Netns::new("ktb-vr");
+    let o = ours_in("ADD", conf, &ns, "ctr-vr");
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(
+        o.json["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("CONFIG_BRIDGE_VLAN_FILTERING")),
+        "{}",
+        o.stdout
+    );
+    assert!(!net.bridge.exists(), "bridge left behind");
+    assert!(net.allocations().is_empty(), "{:?}", net.allocations());
+    let inside = ip_json(Some(&ns), &["link"]);
+    assert_eq!(inside.as_array().map(Vec::len), Some(1), "{inside}");
+    true
+}
+
+/// VLAN isolation (on kernels with bridge VLAN filtering; elsewhere the clean refusal).
+#[test]
+fn vlans_isolate_containers_and_show_in_bridge_vlan() {
+    if !require_root("vlans_isolate_containers") {
+        return;
+    }
+    let net = Net::new();
+    if vlans_refused_cleanly(&net, &net.conf(json!({"vlan": 100}))) {
+        return;
+    }
+    let l2 = |extra: Value| {
+        let mut c = net.conf(json!({"isDefaultGateway": false}));
+        if let (Some(c), Value::Object(extra)) = (c.as_object_mut(), extra) {
+            c.extend(extra);
+        }
+        c
+    };
+    let v100 = l2(json!({"vlan": 100}));
+    let v200 = l2(json!({"vlan": 200}));
+    let trunk = l2(json!({
+        "vlan": 300, "preserveDefaultVlan": false,
+        "vlanTrunk": [{"id": 10}, {"minID": 20, "maxID": 22}]
+    }));
+    let (a, b, c, d) = (
+        Netns::new("ktb-va"),
+        Netns::new("ktb-vb"),
+        Netns::new("ktb-vc"),
+        Netns::new("ktb-vd"),
+    );
+    let ra = add(&ours(), &v100, &a, "ctr-va");
+    let rb = add(&ours(), &v100, &b, "ctr-vb");
+    let rc = add(&ours(), &v200, &c, "ctr-vc");
+    let rd = add(&ours(), &trunk, &d, "ctr-vd");
+
+    let link = ip_json(None, &["-d", "link", "show", net.bridge.name()]);
+    assert_eq!(
+        link[0]["linkinfo"]["info_data"]["vlan_filtering"], 1,
+        "{link}"
+    );
+    assert_eq!(
+        port_vlans(&host_veth(&ra)),
+        ["1 Egress Untagged", "100 PVID Egress Untagged"]
+    );
+    assert_eq!(
+        port_vlans(&host_veth(&rc)),
+        ["1 Egress Untagged", "200 PVID Egress Untagged"]
+    );
+    assert_eq!(
+        port_vlans(&host_veth(&rd)),
+        ["10", "20", "21", "22", "300 PVID Egress Untagged"]
+    );
+
+    assert!(ping(&a, &container_ip(&rb)), "same vlan: a -> b");
+    assert!(!ping(&a, &container_ip(&rc)), "vlan 100 -> vlan 200");
+    assert!(!ping(&c, &container_ip(&rb)), "vlan 200 -> vlan 100");
+
+    assert_eq!(check(&v100, &ra, &a, "ctr-va").code, Some(0), "CHECK a");
+    assert_eq!(check(&trunk, &rd, &d, "ctr-vd").code, Some(0), "CHECK d");
+    // CHECK compares with the port's VLANs: another VLAN in the config fails.
+    let wrong = check(&v200, &ra, &a, "ctr-va");
+    assert_eq!(
+        wrong.code,
+        Some(999),
+        "CHECK with vlan 200: {}",
+        wrong.stdout
+    );
+    assert!(wrong.stdout.contains("vlan 200"), "{}", wrong.stdout);
+
+    del(&ours(), &v100, &a, "ctr-va");
+    del(&ours(), &v100, &b, "ctr-vb");
+    del(&ours(), &v200, &c, "ctr-vc");
+    del(&ours(), &trunk, &d, "ctr-vd");
+    assert!(net.bridge.ports().is_empty(), "{:?}", net.bridge.ports());
+    assert!(net.allocations().is_empty(), "{:?}", net.allocations());
+}
+
+#[test]
+fn a_gateway_bridge_joins_the_vlan_of_its_containers() {
+    if !require_root("a_gateway_bridge_joins_the_vlan") {
+        return;
+    }
+    let net = Net::new();
+    let conf = net.conf(json!({"vlan": 42}));
+    if vlans_refused_cleanly(&net, &conf) {
+        return;
+    }
+    let a = Netns::new("ktb-vg");
+    let r = add(&ours(), &conf, &a, "ctr-vg");
+    assert!(
+        port_vlans(net.bridge.name()).contains(&"42 PVID Egress Untagged".to_string()),
+        "{:?}",
+        port_vlans(net.bridge.name())
+    );
+    assert!(ping(&a, &format!("10.249.{}.1", net.octet)), "a -> gateway");
+    assert_eq!(check(&conf, &r, &a, "ctr-vg").code, Some(0));
+    del(&ours(), &conf, &a, "ctr-vg");
+}
+
+#[test]
+fn vlan_config_errors_carry_the_invalid_config_code() {
+    let net = Net::new();
+    let ns = Netns::new("ktb-ve");
+    for extra in [
+        json!({"vlan": 4095}),
+        json!({"vlan": -3}),
+        json!({"vlanTrunk": [{"minID": 9, "maxID": 3}]}),
+        json!({"vlanTrunk": [{"id": 0}]}),
+    ] {
+        let o = ours_in("ADD", &net.conf(extra.clone()), &ns, "ctr-ve");
+        assert_eq!(o.json["code"], 7, "{extra}: {}", o.stdout);
+        assert!(
+            o.json["msg"]
+                .as_str()
+                .is_some_and(|m| m.contains("invalid"))
+        );
+    }
+    // Nothing was touched: no bridge, no allocation.
+    assert!(!net.bridge.exists());
+    assert!(net.allocations().is_empty());
+}
+
+#[test]
+fn macspoofchk_drops_frames_with_a_foreign_source_mac() {
+    if !require_root("macspoofchk") {
+        return;
+    }
+    use keel_cni::bridge::spoofcheck;
+    use keel_netkit::nft::Family;
+    let net = Net::new();
+    let id = format!("ctr-spoof-{}", std::process::id());
+    let _rules = RuleGuard::new(spoofcheck::TABLE, &[Family::Bridge], "ktbnet", &id);
+    let conf = net.conf(json!({"macspoofchk": true}));
+    let a = Netns::new("ktb-sa");
+    let b = Netns::new("ktb-sb");
+    let ra = add(&ours(), &conf, &a, &id);
+    let rb = add(&ours(), &net.conf(json!({})), &b, "ctr-sb");
+    let b_ip = container_ip(&rb);
+    let comment = format!("comment \"ktbnet:{id}\"");
+
+    let rules = keel_testkit::run("nft", &["list", "table", "bridge", spoofcheck::TABLE]);
+    let rule = rules
+        .lines()
+        .find(|l| l.contains(&comment))
+        .unwrap_or_else(|| panic!("no rule for {id}: {rules}"));
+    let mac = ra["interfaces"][2]["mac"].as_str().expect("container mac");
+    assert!(rule.contains(&host_veth(&ra)), "{rule}");
+    assert!(rule.contains(&format!("ether saddr != {mac}")), "{rule}");
+    assert!(rule.contains("drop"), "{rule}");
+    // nft names priority -300 of the bridge family "dstnat".
+    assert!(
+        rules.contains("type filter hook prerouting priority dstnat"),
+        "{rules}"
+    );
+
+    assert!(ping(&a, &b_ip), "a -> b with its own MAC");
+    let set_mac = |m: &str| {
+        let out = a.exec(&["ip", "link", "set", "dev", "eth0", "address", m]);
+        assert!(out.status.success(), "set MAC {m}");
+    };
+    set_mac("02:de:ad:be:ef:01");
+    assert!(!ping(&a, &b_ip), "a -> b with a spoofed source MAC");
+    set_mac(mac);
+    assert!(ping(&a, &b_ip), "a -> b with its MAC restored");
+    assert_eq!(check(&conf, &ra, &a, &id).code, Some(0), "CHECK");
+
+    del(&ours(), &conf, &a, &id);
+    let rules = keel_testkit::run("nft", &["list", "table", "bridge", spoofcheck::TABLE]);
+    assert!(!rules.contains(&comment), "{rules}");
+    // CHECK notices a missing rule (the container is re-added without it, CHECK asks for it).
+    let plain = net.conf(json!({}));
+    let ra2 = add(&ours(), &plain, &a, &id);
+    let missing = check(&conf, &ra2, &a, &id);
+    assert_eq!(missing.json["code"], 999, "{}", missing.stdout);
+    assert!(missing.stdout.contains("spoof"), "{}", missing.stdout);
+    del(&ours(), &plain, &a, &id);
+    del(&ours(), &net.conf(json!({})), &b, "ctr-sb");
 }

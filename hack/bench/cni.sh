@@ -8,7 +8,8 @@
 # Usage: hack/bench/cni.sh [N]          N iterations per implementation (default 200)
 # Env:   BENCH_IPMASQ=true              the bridge also masquerades (per-container NAT rules)
 #        BENCH_NO_PORTMAP=true          bridge + host-local only
-#        BENCH_NO_BUILD=true            use target/release as it is
+#        BENCH_NO_BUILD=true            use the release build as it is
+#        CARGO_TARGET_DIR               where cargo builds (default target/)
 #
 # Everything it makes is removed on exit, even on failure or ^C (trap): the netns of the current
 # iteration, the bridge, the IPAM store, the rules of its containers (Keel's nft rules and the
@@ -80,10 +81,11 @@ trap cleanup EXIT INT TERM
 if [[ ${BENCH_NO_BUILD:-false} != true ]]; then
   cargo build --release -q -p keel-cni --bin bridge --bin host-local --bin portmap
 fi
+RELEASE=${CARGO_TARGET_DIR:-$REPO/target}/release
 mkdir -p "$TMP/ours"
 for b in bridge host-local portmap; do
-  [[ -x $REPO/target/release/$b ]] || die "target/release/$b is not built"
-  ln -s "$REPO/target/release/$b" "$TMP/ours/$b"
+  [[ -x $RELEASE/$b ]] || die "$RELEASE/$b is not built"
+  ln -s "$RELEASE/$b" "$TMP/ours/$b"
 done
 
 BRIDGE_CONF=$(cat <<JSON
@@ -137,9 +139,11 @@ pct() {
 chain="bridge + host-local"
 [[ $PORTMAP == true ]] && chain="$chain + portmap"
 echo "bench/cni: $chain, ipMasq=$IPMASQ, $N iterations each, one fresh netns per iteration" >&2
+echo "bench/cni: load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)" >&2
 run ours "$TMP/ours"
 run reference "$REF_BIN"
 
+echo "bench/cni: load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 printf '\n%-6s %-10s %10s %10s %10s\n' "op" "stat" "keel (ms)" "ref (ms)" "keel/ref"
 for op in add del; do
   for p in 50 99; do

@@ -35,10 +35,20 @@ pub struct NetConf {
     pub hairpin_mode: bool,
     #[serde(default)]
     pub promisc_mode: bool,
+    /// The VLAN of the container's port (0: none): the bridge filters by VLAN, the host-side
+    /// veth is in this VLAN as PVID, untagged, and so is the bridge itself when it is the
+    /// gateway.
     #[serde(default)]
-    pub vlan: Option<i64>,
+    pub vlan: i64,
+    /// Keep the host-side veth in the bridge's default VLAN (1) besides `vlan`/`vlanTrunk`.
+    #[serde(default = "default_true")]
+    pub preserve_default_vlan: bool,
+    /// Tagged VLANs the container's port also carries: `{"id": N}` or `{"minID": A, "maxID": B}`.
     #[serde(default)]
-    pub macspoofchk: Option<bool>,
+    pub vlan_trunk: Vec<TrunkEntry>,
+    /// Drop frames from the container whose source MAC is not the container interface's.
+    #[serde(default)]
+    pub macspoofchk: bool,
     /// Duplicate address detection for IPv6 in the container; off by default so that nothing
     /// waits for it (IFA_F_NODAD and `accept_dad = 0`).
     #[serde(default, rename = "enabledad")]
@@ -49,6 +59,64 @@ pub struct NetConf {
 
 fn default_bridge() -> String {
     DEFAULT_BRIDGE.to_string()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One `vlanTrunk` entry, as the reference plugin spells it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TrunkEntry {
+    #[serde(default)]
+    pub id: Option<i64>,
+    #[serde(default, rename = "minID")]
+    pub min_id: Option<i64>,
+    #[serde(default, rename = "maxID")]
+    pub max_id: Option<i64>,
+}
+
+/// Largest VLAN ID (4095 is reserved).
+pub const MAX_VLAN: i64 = 4094;
+
+fn vlan_id(v: i64, what: &str) -> Result<u16, PluginError> {
+    if (1..=MAX_VLAN).contains(&v) {
+        Ok(v as u16)
+    } else {
+        Err(PluginError::new(
+            code::INVALID_CONFIG,
+            format!("invalid {what} {v} (must be between 1 and {MAX_VLAN})"),
+        ))
+    }
+}
+
+impl TrunkEntry {
+    /// The entry as an inclusive range of VLAN IDs.
+    pub fn range(&self) -> Result<(u16, u16), PluginError> {
+        match (self.id, self.min_id, self.max_id) {
+            (Some(id), None, None) => {
+                let id = vlan_id(id, "vlanTrunk id")?;
+                Ok((id, id))
+            }
+            (None, Some(min), Some(max)) => {
+                let (min, max) = (
+                    vlan_id(min, "vlanTrunk minID")?,
+                    vlan_id(max, "vlanTrunk maxID")?,
+                );
+                if min > max {
+                    return Err(PluginError::new(
+                        code::INVALID_CONFIG,
+                        format!("invalid vlanTrunk range: minID {min} is above maxID {max}"),
+                    ));
+                }
+                Ok((min, max))
+            }
+            _ => Err(PluginError::new(
+                code::INVALID_CONFIG,
+                "invalid vlanTrunk entry: give either \"id\" or both \"minID\" and \"maxID\"",
+            )),
+        }
+    }
 }
 
 /// Smallest MTU the kernel accepts for IPv4 on Ethernet.
@@ -81,19 +149,37 @@ impl NetConf {
                 format!("invalid mtu {mtu}: must be between {MIN_MTU} and {MAX_MTU}"),
             ));
         }
-        if conf.vlan.is_some_and(|v| v != 0) {
+        if !(0..=MAX_VLAN).contains(&conf.vlan) {
             return Err(PluginError::new(
-                code::UNSUPPORTED_FIELD,
-                "vlan is not supported by Keel's bridge plugin",
+                code::INVALID_CONFIG,
+                format!(
+                    "invalid VLAN ID {} (must be between 0 and {MAX_VLAN})",
+                    conf.vlan
+                ),
             ));
         }
-        if conf.macspoofchk == Some(true) {
-            return Err(PluginError::new(
-                code::UNSUPPORTED_FIELD,
-                "macspoofchk is not supported by Keel's bridge plugin",
-            ));
+        for t in &conf.vlan_trunk {
+            t.range()?;
         }
         Ok(conf)
+    }
+
+    /// The container port's VLAN (None for 0, no VLAN).
+    pub fn vlan_id(&self) -> Option<u16> {
+        u16::try_from(self.vlan).ok().filter(|v| *v != 0)
+    }
+
+    /// The `vlanTrunk` ranges (checked by [`NetConf::from_config`]).
+    pub fn trunk(&self) -> Vec<(u16, u16)> {
+        self.vlan_trunk
+            .iter()
+            .filter_map(|t| t.range().ok())
+            .collect()
+    }
+
+    /// Whether the bridge must filter by VLAN.
+    pub fn vlan_filtering(&self) -> bool {
+        self.vlan_id().is_some() || !self.vlan_trunk.is_empty()
     }
 
     /// The IPAM plugin's `type`, when the config has an `ipam` section (without one the bridge
@@ -144,11 +230,26 @@ mod tests {
                 serde_json::json!({"bridge": "a-very-long-bridge-name"}),
                 INTERNAL,
             ),
-            (serde_json::json!({"vlan": 100}), code::UNSUPPORTED_FIELD),
+            (serde_json::json!({"vlan": -1}), code::INVALID_CONFIG),
+            (serde_json::json!({"vlan": 4095}), code::INVALID_CONFIG),
+            (serde_json::json!({"vlan": "ten"}), INTERNAL),
             (
-                serde_json::json!({"macspoofchk": true}),
-                code::UNSUPPORTED_FIELD,
+                serde_json::json!({"vlanTrunk": [{"id": 0}]}),
+                code::INVALID_CONFIG,
             ),
+            (
+                serde_json::json!({"vlanTrunk": [{"minID": 20, "maxID": 10}]}),
+                code::INVALID_CONFIG,
+            ),
+            (
+                serde_json::json!({"vlanTrunk": [{"minID": 20}]}),
+                code::INVALID_CONFIG,
+            ),
+            (
+                serde_json::json!({"vlanTrunk": [{"id": 5000}]}),
+                code::INVALID_CONFIG,
+            ),
+            (serde_json::json!({"macspoofchk": "yes"}), INTERNAL),
             (serde_json::json!({"ipam": {"type": 5}}), INTERNAL),
         ];
         for (v, want) in cases {
@@ -156,5 +257,22 @@ mod tests {
             assert_eq!(got.map_err(|e| e.code), Err(want), "{v}");
         }
         assert!(conf(serde_json::json!({"vlan": 0, "macspoofchk": false})).is_ok());
+    }
+
+    #[test]
+    fn vlans() {
+        let c = conf(serde_json::json!({"vlan": 0})).expect("valid");
+        assert_eq!((c.vlan_id(), c.vlan_filtering()), (None, false));
+        assert!(c.preserve_default_vlan);
+        let c = conf(serde_json::json!({
+            "vlan": 100, "preserveDefaultVlan": false, "macspoofchk": true,
+            "vlanTrunk": [{"id": 7}, {"minID": 200, "maxID": 210}]
+        }))
+        .expect("valid");
+        assert_eq!(c.vlan_id(), Some(100));
+        assert!(c.vlan_filtering() && c.macspoofchk && !c.preserve_default_vlan);
+        assert_eq!(c.trunk(), vec![(7, 7), (200, 210)]);
+        let trunk_only = conf(serde_json::json!({"vlanTrunk": [{"id": 4094}]})).expect("valid");
+        assert!(trunk_only.vlan_filtering() && trunk_only.vlan_id().is_none());
     }
 }

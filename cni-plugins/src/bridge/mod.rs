@@ -4,29 +4,35 @@
 //! ADD, step by step (each host change pushes its undo onto an [`Undo`] stack, run in reverse
 //! if a later step fails, so a failed ADD leaves no veth and no IP allocation):
 //! 1. read the config; open the container's netns (nothing is touched before both succeed);
-//! 2. ensure the bridge exists, is a bridge, is up (with the config's MTU when creating it);
-//! 3. create the veth with its container end named `CNI_IFNAME` directly in the netns, attach
-//!    the host end to the bridge (hairpin as asked), bring it up;
+//! 2. ensure the bridge exists, is a bridge, is up (with the config's MTU when creating it),
+//!    and filters by VLAN when `vlan` or `vlanTrunk` is set;
+//! 3. create the veth in one request: its container end named `CNI_IFNAME` directly in the
+//!    netns with a MAC chosen here; the host end a port of the bridge, up (after its
+//!    VLANs when it has some: `vlan` as PVID untagged, `vlanTrunk` tagged, VLAN 1 dropped
+//!    unless `preserveDefaultVlan`); hairpin as asked; `macspoofchk` rule ([`spoofcheck`]);
 //! 4. IPAM ADD; in the container: `accept_dad = 0` unless `enabledad`, addresses (IFA_F_NODAD),
 //!    the IPAM routes and the default route when `isDefaultGateway`;
-//! 5. `isGateway`: gateway addresses on the bridge, forwarding on; `ipMasq`: masquerade rules;
+//! 5. `isGateway`: gateway addresses on the bridge (and the bridge itself in `vlan`, PVID
+//!    untagged), forwarding on; `ipMasq`: masquerade rules;
 //! 6. the result: interfaces [bridge, host veth, container interface], IPs on index 2.
 //!
 //! DEL is idempotent: IPAM DEL, then the container interface if netns and interface still
-//! exist, then the masquerade rules. It never deletes the bridge (other containers share it).
+//! exist, then the masquerade and spoof check rules. It never deletes the bridge (other
+//! containers share it) nor its VLAN settings.
 //!
 //! Owns nothing on the host but what it creates per container; shared state (the bridge, its
 //! gateway address, `ip_forward`) is only ever added to.
 
 pub mod config;
 pub mod masq;
+pub mod spoofcheck;
 
 use std::net::IpAddr;
 use std::path::Path;
 
 use ipnet::IpNet;
 use keel_netkit::netns::Netns;
-use keel_netkit::{Link, RouteSpec, Rtnl, sysctl};
+use keel_netkit::{Link, RouteSpec, Rtnl, VethSpec, VlanTarget, sysctl};
 
 use crate::plugin::{Command, INTERNAL, Invocation, Plugin, PluginError, delegate};
 use crate::spec::{CniResult, Interface, Route};
@@ -80,29 +86,72 @@ fn open_netns(inv: &Invocation) -> Result<Netns, PluginError> {
     })
 }
 
+/// Random bytes from the kernel (getrandom(2), no file to open).
+fn random_bytes<const N: usize>() -> Result<[u8; N], PluginError> {
+    let mut bytes = [0u8; N];
+    let mut filled = 0;
+    while filled < N {
+        // SAFETY: the pointer and length describe the unfilled tail of `bytes`, which outlives
+        // the call.
+        let n = unsafe { libc::getrandom(bytes[filled..].as_mut_ptr().cast(), N - filled, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(PluginError::new(INTERNAL, format!("getrandom: {e}")));
+        }
+        filled += n as usize;
+    }
+    Ok(bytes)
+}
+
 /// A fresh host-side veth name: `veth` and 8 random hex digits, as the reference plugin names it.
 fn host_veth_name() -> Result<String, PluginError> {
-    let mut bytes = [0u8; 4];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom")
-            .map_err(|e| PluginError::new(INTERNAL, format!("opening /dev/urandom: {e}")))?,
-        &mut bytes,
-    )
-    .map_err(|e| PluginError::new(INTERNAL, format!("reading /dev/urandom: {e}")))?;
-    Ok(format!("veth{:08x}", u32::from_ne_bytes(bytes)))
+    Ok(format!("veth{:08x}", u32::from_ne_bytes(random_bytes()?)))
+}
+
+/// A random unicast, locally administered MAC for the container interface (what the kernel
+/// would pick; chosen here so that no read-back is needed).
+fn container_mac() -> Result<[u8; 6], PluginError> {
+    let mut mac: [u8; 6] = random_bytes()?;
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    Ok(mac)
+}
+
+/// The error of a bridge change, saying so when the kernel cannot filter by VLAN (built without
+/// CONFIG_BRIDGE_VLAN_FILTERING: EOPNOTSUPP).
+fn vlan_filtering_err(
+    conf: &NetConf,
+    context: String,
+) -> impl FnOnce(keel_netkit::Error) -> PluginError {
+    let vlans = conf.vlan_filtering();
+    move |e| {
+        if vlans && e.errno() == Some(libc::EOPNOTSUPP) {
+            PluginError::new(
+                INTERNAL,
+                format!(
+                    "{context}: vlan and vlanTrunk need VLAN filtering on the bridge, which this \
+                     kernel does not support (built without CONFIG_BRIDGE_VLAN_FILTERING): {e}"
+                ),
+            )
+        } else {
+            internal(context)(e)
+        }
+    }
 }
 
 /// Ensures the bridge exists, is a bridge and is up; returns it.
 fn ensure_bridge(nl: &mut Rtnl, conf: &NetConf) -> Result<Link, PluginError> {
     let name = &conf.bridge;
     let ctx = || format!("failed to set up bridge {name:?}");
-    let link = match nl.link_by_name(name).map_err(internal(ctx()))? {
+    let mut link = match nl.link_by_name(name).map_err(internal(ctx()))? {
         Some(l) => l,
         None => {
-            match nl.create_bridge(name, conf.mtu) {
+            match nl.create_bridge_with(name, conf.mtu, conf.vlan_filtering()) {
                 // Another ADD may have created it in the meantime.
                 Err(e) if e.is_exists() => {}
-                other => other.map_err(internal(ctx()))?,
+                other => other.map_err(vlan_filtering_err(conf, ctx()))?,
             }
             nl.link(name).map_err(internal(ctx()))?
         }
@@ -117,6 +166,11 @@ fn ensure_bridge(nl: &mut Rtnl, conf: &NetConf) -> Result<Link, PluginError> {
             ),
         ));
     }
+    if conf.vlan_filtering() && link.vlan_filtering != Some(true) {
+        nl.set_vlan_filtering(link.index, true)
+            .map_err(vlan_filtering_err(conf, ctx()))?;
+        link.vlan_filtering = Some(true);
+    }
     if conf.promisc_mode && !link.promisc {
         nl.set_promisc(link.index, true).map_err(internal(ctx()))?;
     }
@@ -126,20 +180,51 @@ fn ensure_bridge(nl: &mut Rtnl, conf: &NetConf) -> Result<Link, PluginError> {
     Ok(link)
 }
 
-/// Creates the veth pair and attaches the host end; returns the host end.
+/// The VLANs of a container's port: out of VLAN 1 unless `preserveDefaultVlan`, the trunk
+/// tagged, `vlan` as PVID untagged.
+fn setup_port_vlans(nl: &mut Rtnl, conf: &NetConf, index: u32) -> Result<(), keel_netkit::Error> {
+    if !conf.preserve_default_vlan {
+        match nl.bridge_vlan_del(index, VlanTarget::Port, (1, 1)) {
+            Err(e) if e.is_not_found() => {}
+            other => other?,
+        }
+    }
+    for range in conf.trunk() {
+        nl.bridge_vlan_add(index, VlanTarget::Port, range, false, false)?;
+    }
+    if let Some(vid) = conf.vlan_id() {
+        nl.bridge_vlan_add(index, VlanTarget::Port, (vid, vid), true, true)?;
+    }
+    Ok(())
+}
+
+/// Creates the veth pair (container end with `mac`) and makes the host end a port of the
+/// bridge in its VLANs, up; returns the host end.
 fn setup_veth(
     nl: &mut Rtnl,
     conf: &NetConf,
     bridge: &Link,
     netns: &Netns,
     ifname: &str,
+    mac: [u8; 6],
     undo: &mut Undo,
 ) -> Result<Link, PluginError> {
+    // A port with VLANs comes up only once it is in them.
+    let up_at_once = !conf.vlan_filtering();
     let mut attempt = 0;
-    let host_name = loop {
+    let host = loop {
         let name = host_veth_name()?;
-        match nl.create_veth(&name, ifname, Some(netns.fd()), conf.mtu) {
-            Ok(()) => break name,
+        let spec = VethSpec {
+            name: &name,
+            peer: ifname,
+            peer_netns: Some(netns.fd()),
+            mtu: conf.mtu,
+            master: Some(bridge.index),
+            up: up_at_once,
+            peer_mac: Some(mac),
+        };
+        match nl.create_veth_pair(&spec) {
+            Ok(link) => break link,
             // Either name may be taken; a random host name is retried a few times.
             Err(e) if e.is_exists() && attempt < 3 => attempt += 1,
             Err(e) if e.is_exists() => {
@@ -154,9 +239,6 @@ fn setup_veth(
             Err(e) => return Err(internal("failed to make veth pair")(e)),
         }
     };
-    let host = nl
-        .link(&host_name)
-        .map_err(internal("failed to look up the new veth"))?;
     let index = host.index;
     undo.push(move || {
         if let Ok(mut nl) = Rtnl::open() {
@@ -164,17 +246,20 @@ fn setup_veth(
         }
     });
     let ctx = format!(
-        "failed to connect {host_name:?} to bridge {:?}",
-        conf.bridge
+        "failed to connect {:?} to bridge {:?}",
+        host.name, conf.bridge
     );
-    nl.set_master(index, bridge.index).map_err(internal(&ctx))?;
     if conf.hairpin_mode {
         nl.set_hairpin(index, true).map_err(internal(&ctx))?;
     }
-    nl.set_up(index).map_err(internal(&ctx))?;
-    nl.link_by_index(index)
-        .map_err(internal(&ctx))?
-        .ok_or_else(|| PluginError::new(INTERNAL, format!("{ctx}: the veth disappeared")))
+    if !up_at_once {
+        setup_port_vlans(nl, conf, index).map_err(internal(format!(
+            "failed to set up the vlans of {:?}",
+            host.name
+        )))?;
+        nl.set_up(index).map_err(internal(&ctx))?;
+    }
+    Ok(host)
 }
 
 /// The first usable address of a subnet (the gateway when IPAM names none).
@@ -229,23 +314,32 @@ fn plan_gateways(conf: &NetConf, result: &mut CniResult) -> Vec<IpNet> {
     gateways
 }
 
-/// Container side of ADD: addresses and routes on `ifname`; returns its MAC.
+/// Container side of ADD: `ifname` up, its addresses and routes; its index is `index` when
+/// the caller knows it.
 fn configure_container(
     conf: &NetConf,
     ifname: &str,
+    index: Option<u32>,
     result: &CniResult,
-) -> Result<String, PluginError> {
+) -> Result<(), PluginError> {
     let mut nl = Rtnl::open().map_err(internal("in the container"))?;
-    let link = nl.link(ifname).map_err(internal(format!(
-        "failed to find {ifname:?} in the container"
-    )))?;
+    let index = match index {
+        Some(i) => i,
+        None => {
+            nl.link(ifname)
+                .map_err(internal(format!(
+                    "failed to find {ifname:?} in the container"
+                )))?
+                .index
+        }
+    };
     let ctx = format!("failed to configure {ifname:?} in the container");
     if !conf.enable_dad {
         sysctl::set_accept_dad(ifname, 0).map_err(internal(&ctx))?;
     }
-    nl.set_up(link.index).map_err(internal(&ctx))?;
+    nl.set_up(index).map_err(internal(&ctx))?;
     for ip in &result.ips {
-        nl.add_address(link.index, ip.address, !conf.enable_dad)
+        nl.add_address(index, ip.address, !conf.enable_dad)
             .map_err(internal(&ctx))?;
     }
     for route in &result.routes {
@@ -258,7 +352,7 @@ fn configure_container(
                 .filter(|ip| ip.address.addr().is_ipv4() == v4)
                 .find_map(|ip| ip.gateway)
         });
-        let mut spec = RouteSpec::new(route.dst, gw, Some(link.index));
+        let mut spec = RouteSpec::new(route.dst, gw, Some(index));
         spec.priority = route.priority;
         spec.mtu = route.mtu;
         spec.advmss = route.advmss;
@@ -269,7 +363,7 @@ fn configure_container(
             other => other.map_err(internal(&ctx))?,
         }
     }
-    Ok(link.mac_string())
+    Ok(())
 }
 
 /// Puts the gateway addresses on the bridge. An IPv4 bridge holds one address: a different
@@ -319,6 +413,21 @@ fn ensure_gateway_addrs(
             other => other.map_err(internal(&ctx))?,
         }
     }
+    if let Some(vid) = conf.vlan_id()
+        && !gateways.is_empty()
+    {
+        nl.bridge_vlan_add(
+            bridge.index,
+            VlanTarget::BridgeItself,
+            (vid, vid),
+            true,
+            true,
+        )
+        .map_err(internal(format!(
+            "failed to put bridge {:?} in vlan {vid}",
+            conf.bridge
+        )))?;
+    }
     if gateways.iter().any(|g| g.addr().is_ipv4()) {
         sysctl::enable_ipv4_forwarding().map_err(internal("failed to enable forwarding"))?;
     }
@@ -342,7 +451,17 @@ impl Bridge {
         let mut undo = Undo::default();
 
         let bridge = ensure_bridge(&mut nl, conf)?;
-        let host = setup_veth(&mut nl, conf, &bridge, &netns, &inv.ifname, &mut undo)?;
+        let mac = container_mac()?;
+        let host = setup_veth(&mut nl, conf, &bridge, &netns, &inv.ifname, mac, &mut undo)?;
+        if conf.macspoofchk {
+            let comment = masq::comment(inv.network_name(), &inv.container_id);
+            let undo_comment = comment.clone();
+            // Pushed first: the transaction may have applied before an error was read.
+            undo.push(move || {
+                let _ = spoofcheck::teardown(&undo_comment);
+            });
+            spoofcheck::setup(&host.name, mac, &comment)?;
+        }
 
         let mut result = CniResult {
             cni_version: inv.version.to_string(),
@@ -366,8 +485,8 @@ impl Bridge {
         }
         let gateways = plan_gateways(conf, &mut result);
 
-        let container_mac = netns
-            .run(|| configure_container(conf, &inv.ifname, &result))
+        netns
+            .run(|| configure_container(conf, &inv.ifname, host.peer_index, &result))
             .map_err(internal("entering the container's netns"))??;
 
         if conf.is_gateway {
@@ -403,7 +522,7 @@ impl Bridge {
             },
             Interface {
                 name: inv.ifname.clone(),
-                mac: container_mac,
+                mac: keel_netkit::rtnl::format_mac(&mac),
                 mtu: None,
                 sandbox: netns.path().display().to_string(),
             },
@@ -480,6 +599,45 @@ fn check_container(ifname: &str, prev: &CniResult) -> Result<(), PluginError> {
     Ok(())
 }
 
+/// CHECK's VLAN comparisons for one host-side port.
+fn check_port_vlans(
+    nl: &mut Rtnl,
+    conf: &NetConf,
+    bridge: &Link,
+    port: &Link,
+) -> Result<(), PluginError> {
+    if !conf.vlan_filtering() {
+        return Ok(());
+    }
+    let fail = |msg: String| PluginError::new(INTERNAL, msg);
+    if bridge.vlan_filtering != Some(true) {
+        return Err(fail(format!(
+            "bridge {:?} does not filter by vlan",
+            conf.bridge
+        )));
+    }
+    let vlans = nl
+        .bridge_vlans(port.index)
+        .map_err(internal("checking the port's vlans"))?;
+    if let Some(vid) = conf.vlan_id()
+        && !vlans.iter().any(|v| v.vid == vid && v.pvid && v.untagged)
+    {
+        return Err(fail(format!(
+            "{:?} is not in vlan {vid} as PVID untagged",
+            port.name
+        )));
+    }
+    for (min, max) in conf.trunk() {
+        if let Some(missing) = (min..=max).find(|id| !vlans.iter().any(|v| v.vid == *id)) {
+            return Err(fail(format!(
+                "{:?} does not carry trunk vlan {missing}",
+                port.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Plugin for Bridge {
     fn add(&self, inv: &Invocation) -> Result<CniResult, PluginError> {
         let conf = NetConf::from_config(&inv.config)?;
@@ -496,6 +654,9 @@ impl Plugin for Bridge {
         }
         if conf.ip_masq {
             masq::teardown(&inv.container_id, inv.network_name())?;
+        }
+        if conf.macspoofchk {
+            spoofcheck::teardown(&masq::comment(inv.network_name(), &inv.container_id))?;
         }
         Ok(())
     }
@@ -536,6 +697,19 @@ impl Plugin for Bridge {
                     format!("{:?} is not a port of bridge {:?}", host.name, conf.bridge),
                 ));
             }
+            check_port_vlans(&mut nl, &conf, &bridge, &link)?;
+        }
+        if conf.macspoofchk
+            && !spoofcheck::is_set_up(&masq::comment(inv.network_name(), &inv.container_id))?
+        {
+            return Err(PluginError::new(
+                INTERNAL,
+                format!(
+                    "the MAC spoof check rule of container {} is missing from bridge {}",
+                    inv.container_id,
+                    spoofcheck::TABLE
+                ),
+            ));
         }
         let netns = open_netns(inv)?;
         netns

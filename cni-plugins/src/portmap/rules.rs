@@ -52,9 +52,8 @@ fn same_family(a: &IpAddr, b: &IpAddr) -> bool {
 }
 
 fn dnat(m: &Mapping, cip: IpAddr) -> Vec<Expr> {
-    let family = Family::of(&cip);
     let mut e = match m.host_ip {
-        Some(h) => Expr::daddr(family, CmpOp::Eq, &IpNet::from(h)),
+        Some(h) => Expr::daddr(CmpOp::Eq, &IpNet::from(h)),
         None => Expr::fib_daddr_local(),
     };
     e.extend(Expr::l4proto(m.protocol.number()));
@@ -68,13 +67,12 @@ fn dnat(m: &Mapping, cip: IpAddr) -> Vec<Expr> {
 
 /// `meta l4proto P ip daddr CIP th dport CPORT ct status dnat`, then `source` and masquerade.
 fn masq(m: &Mapping, cip: IpAddr, source: Option<IpNet>) -> Vec<Expr> {
-    let family = Family::of(&cip);
     let mut e = Expr::l4proto(m.protocol.number());
-    e.extend(Expr::daddr(family, CmpOp::Eq, &IpNet::from(cip)));
+    e.extend(Expr::daddr(CmpOp::Eq, &IpNet::from(cip)));
     e.extend(Expr::dport(m.container_port));
     e.extend(Expr::ct_status_dnat());
     if let Some(src) = source {
-        e.extend(Expr::saddr(family, CmpOp::Eq, &src));
+        e.extend(Expr::saddr(CmpOp::Eq, &src));
     }
     e.push(Expr::Masquerade);
     e

@@ -18,4 +18,4 @@ pub mod rtnl;
 pub mod sysctl;
 
 pub use error::Error;
-pub use rtnl::{Address, Link, RouteSpec, Rtnl};
+pub use rtnl::{Address, BridgeVlan, Link, RouteSpec, Rtnl, VethSpec, VlanTarget};

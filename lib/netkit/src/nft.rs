@@ -79,6 +79,8 @@ const VERDICT_RETURN: i32 = -5;
 pub enum Family {
     Ipv4,
     Ipv6,
+    /// Frames crossing a Linux bridge (`bridge` tables, e.g. the MAC spoof check).
+    Bridge,
 }
 
 impl Family {
@@ -86,6 +88,7 @@ impl Family {
         match self {
             Family::Ipv4 => 2,
             Family::Ipv6 => 10,
+            Family::Bridge => 7,
         }
     }
 
@@ -102,22 +105,19 @@ impl Family {
         match self {
             Family::Ipv4 => "ip",
             Family::Ipv6 => "ip6",
+            Family::Bridge => "bridge",
         }
     }
+}
 
-    /// Offset and length of the source address in the network header.
-    fn saddr(self) -> (u32, u32) {
-        match self {
-            Family::Ipv4 => (12, 4),
-            Family::Ipv6 => (8, 16),
-        }
-    }
-
-    fn daddr(self) -> (u32, u32) {
-        match self {
-            Family::Ipv4 => (16, 4),
-            Family::Ipv6 => (24, 16),
-        }
+/// Offset and length of the source (or destination) address of `net`'s IP version in the
+/// network header.
+fn addr_offsets(net: &IpNet, source: bool) -> (u32, u32) {
+    match (net, source) {
+        (IpNet::V4(_), true) => (12, 4),
+        (IpNet::V4(_), false) => (16, 4),
+        (IpNet::V6(_), true) => (8, 16),
+        (IpNet::V6(_), false) => (24, 16),
     }
 }
 
@@ -143,6 +143,13 @@ impl Hook {
     }
 }
 
+/// The type of a base chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainType {
+    Nat,
+    Filter,
+}
+
 /// Comparison operators of `cmp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {
@@ -155,12 +162,16 @@ pub enum CmpOp {
 pub enum Expr {
     /// Load `len` bytes at `offset` of the network header into register 1.
     NetworkPayload { offset: u32, len: u32 },
+    /// Load `len` bytes at `offset` of the link layer header into register 1 (`ether saddr`).
+    LinkPayload { offset: u32, len: u32 },
     /// Register 1 &= mask (the mask's length is the operand length).
     Mask(Vec<u8>),
     /// Compare register 1 with `data`.
     Cmp(CmpOp, Vec<u8>),
     /// Stop evaluating this chain.
     Return,
+    /// Drop the packet (or frame).
+    Drop,
     /// Source NAT to the outgoing interface's address.
     Masquerade,
     /// Load `len` bytes at `offset` of the transport header into register 1 (`th dport`).
@@ -178,6 +189,10 @@ pub enum Expr {
 
 /// `meta l4proto`: the layer 4 protocol number, one byte.
 pub const META_L4PROTO: u32 = 16;
+/// `meta iifname`: the input interface's name, IFNAMSIZ (16) bytes, NUL-padded.
+pub const META_IIFNAME: u32 = 6;
+/// `NF_DROP`.
+const VERDICT_DROP: i32 = 0;
 /// `RTN_LOCAL`: an address of this host.
 const RTN_LOCAL: u32 = 2;
 /// `IPS_DST_NAT`: the connection's destination was translated.
@@ -194,14 +209,33 @@ impl Expr {
         out
     }
 
-    /// `ip saddr == net` (or `ip6 saddr`).
-    pub fn saddr(family: Family, op: CmpOp, net: &IpNet) -> Vec<Expr> {
-        Self::addr_match(family.saddr(), op, net)
+    /// `ip saddr == net` (or `ip6 saddr`, after `net`'s IP version).
+    pub fn saddr(op: CmpOp, net: &IpNet) -> Vec<Expr> {
+        Self::addr_match(addr_offsets(net, true), op, net)
     }
 
     /// `ip daddr == net` (or `ip6 daddr`).
-    pub fn daddr(family: Family, op: CmpOp, net: &IpNet) -> Vec<Expr> {
-        Self::addr_match(family.daddr(), op, net)
+    pub fn daddr(op: CmpOp, net: &IpNet) -> Vec<Expr> {
+        Self::addr_match(addr_offsets(net, false), op, net)
+    }
+
+    /// `meta iifname == name` (exact name; names are at most 15 bytes).
+    pub fn iifname(name: &str) -> Vec<Expr> {
+        let mut padded = [0u8; 16];
+        let n = name.len().min(15);
+        padded[..n].copy_from_slice(&name.as_bytes()[..n]);
+        vec![
+            Expr::Meta(META_IIFNAME),
+            Expr::Cmp(CmpOp::Eq, padded.to_vec()),
+        ]
+    }
+
+    /// `ether saddr <op> mac`.
+    pub fn ether_saddr(op: CmpOp, mac: [u8; 6]) -> Vec<Expr> {
+        vec![
+            Expr::LinkPayload { offset: 6, len: 6 },
+            Expr::Cmp(op, mac.to_vec()),
+        ]
     }
 
     /// `meta l4proto == proto` (6 tcp, 17 udp, 132 sctp).
@@ -264,11 +298,19 @@ impl Expr {
         }
         let elem = m.nest_start(NFTA_LIST_ELEM);
         match self {
-            Expr::NetworkPayload { offset, len } => {
+            Expr::LinkPayload { offset, len }
+            | Expr::NetworkPayload { offset, len }
+            | Expr::TransportPayload { offset, len } => {
+                // NFTA_PAYLOAD_BASE: NFT_PAYLOAD_{LL,NETWORK,TRANSPORT}_HEADER.
+                let base = match self {
+                    Expr::LinkPayload { .. } => 0,
+                    Expr::NetworkPayload { .. } => 1,
+                    _ => 2,
+                };
                 m.attr_str(NFTA_EXPR_NAME, "payload");
                 let data = m.nest_start(NFTA_EXPR_DATA);
                 m.attr_u32(1, REG_1); // NFTA_PAYLOAD_DREG
-                m.attr_u32(2, 1); // NFTA_PAYLOAD_BASE: NFT_PAYLOAD_NETWORK_HEADER
+                m.attr_u32(2, base);
                 m.attr_u32(3, *offset); // NFTA_PAYLOAD_OFFSET
                 m.attr_u32(4, *len); // NFTA_PAYLOAD_LEN
                 m.nest_end(data);
@@ -297,28 +339,24 @@ impl Expr {
                 m.nest_end(d);
                 m.nest_end(data);
             }
-            Expr::Return => {
+            Expr::Return | Expr::Drop => {
+                let code = if *self == Expr::Drop {
+                    VERDICT_DROP
+                } else {
+                    VERDICT_RETURN
+                };
                 m.attr_str(NFTA_EXPR_NAME, "immediate");
                 let data = m.nest_start(NFTA_EXPR_DATA);
                 m.attr_u32(1, REG_VERDICT); // NFTA_IMMEDIATE_DREG
                 let d = m.nest_start(2); // NFTA_IMMEDIATE_DATA
                 let v = m.nest_start(NFTA_DATA_VERDICT);
-                m.attr(NFTA_VERDICT_CODE, &VERDICT_RETURN.to_be_bytes());
+                m.attr(NFTA_VERDICT_CODE, &code.to_be_bytes());
                 m.nest_end(v);
                 m.nest_end(d);
                 m.nest_end(data);
             }
             Expr::Masquerade => {
                 m.attr_str(NFTA_EXPR_NAME, "masq");
-            }
-            Expr::TransportPayload { offset, len } => {
-                m.attr_str(NFTA_EXPR_NAME, "payload");
-                let data = m.nest_start(NFTA_EXPR_DATA);
-                m.attr_u32(1, REG_1); // NFTA_PAYLOAD_DREG
-                m.attr_u32(2, 2); // NFTA_PAYLOAD_BASE: NFT_PAYLOAD_TRANSPORT_HEADER
-                m.attr_u32(3, *offset); // NFTA_PAYLOAD_OFFSET
-                m.attr_u32(4, *len); // NFTA_PAYLOAD_LEN
-                m.nest_end(data);
             }
             Expr::Meta(key) => {
                 m.attr_str(NFTA_EXPR_NAME, "meta");
@@ -487,6 +525,20 @@ impl Batch {
         hook: Hook,
         priority: i32,
     ) -> &mut Batch {
+        self.add_base_chain(family, table, chain, ChainType::Nat, hook, priority)
+    }
+
+    /// Creates a base chain of `kind` on `hook` at `priority` (accept policy) if it does not
+    /// exist.
+    pub fn add_base_chain(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+        kind: ChainType,
+        hook: Hook,
+        priority: i32,
+    ) -> &mut Batch {
         let mut m = Self::scratch();
         m.attr_str(NFTA_CHAIN_TABLE, table);
         m.attr_str(NFTA_CHAIN_NAME, chain);
@@ -495,7 +547,13 @@ impl Batch {
         m.attr(NFTA_HOOK_PRIORITY, &priority.to_be_bytes());
         m.nest_end(h);
         m.attr_u32(NFTA_CHAIN_POLICY, 1); // NF_ACCEPT
-        m.attr_str(NFTA_CHAIN_TYPE, "nat");
+        m.attr_str(
+            NFTA_CHAIN_TYPE,
+            match kind {
+                ChainType::Nat => "nat",
+                ChainType::Filter => "filter",
+            },
+        );
         self.push(
             format!("adding chain {} {table} {chain}", family.name()),
             NFT_MSG_NEWCHAIN,
@@ -883,11 +941,11 @@ fn parse_comment(ud: &[u8]) -> Option<String> {
 pub fn masquerade_batch(table: &str, ip: IpAddr, subnet: &IpNet, comment: &str) -> Batch {
     let family = Family::of(&ip);
     let host = IpNet::from(ip);
-    let multicast: IpNet = match family {
-        Family::Ipv4 => IpNet::V4(
+    let multicast: IpNet = match ip {
+        IpAddr::V4(_) => IpNet::V4(
             ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(224, 0, 0, 0), 4).unwrap_or_default(),
         ),
-        Family::Ipv6 => IpNet::V6(
+        IpAddr::V6(_) => IpNet::V6(
             ipnet::Ipv6Net::new(std::net::Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8)
                 .unwrap_or_default(),
         ),
@@ -900,12 +958,12 @@ pub fn masquerade_batch(table: &str, ip: IpAddr, subnet: &IpNet, comment: &str) 
         Hook::Postrouting,
         100,
     );
-    let mut within = Expr::saddr(family, CmpOp::Eq, &host);
-    within.extend(Expr::daddr(family, CmpOp::Eq, &subnet.trunc()));
+    let mut within = Expr::saddr(CmpOp::Eq, &host);
+    within.extend(Expr::daddr(CmpOp::Eq, &subnet.trunc()));
     within.push(Expr::Return);
     batch.add_rule(family, table, "postrouting", &within, Some(comment));
-    let mut out = Expr::saddr(family, CmpOp::Eq, &host);
-    out.extend(Expr::daddr(family, CmpOp::Neq, &multicast));
+    let mut out = Expr::saddr(CmpOp::Eq, &host);
+    out.extend(Expr::daddr(CmpOp::Neq, &multicast));
     out.push(Expr::Masquerade);
     batch.add_rule(family, table, "postrouting", &out, Some(comment));
     batch

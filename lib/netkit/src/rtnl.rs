@@ -17,7 +17,8 @@ use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
 };
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    AfSpecBridge, BridgeFlag, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort,
+    InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkExtentMask,
     LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
@@ -48,6 +49,44 @@ pub struct Link {
     pub kind: Option<String>,
     /// `IFLA_LINK`: for a veth, the peer's index (in the peer's namespace).
     pub peer_index: Option<u32>,
+    /// For a bridge: whether it filters by VLAN (`IFLA_BR_VLAN_FILTERING`).
+    pub vlan_filtering: Option<bool>,
+}
+
+/// A veth pair to create in one request ([`Rtnl::create_veth_pair`]): the host end can be
+/// attached to a bridge and brought up, the peer created in another namespace with a MAC of
+/// the caller's choosing, so that no further round trip is needed on the host side.
+#[derive(Debug, Clone, Copy)]
+pub struct VethSpec<'a> {
+    pub name: &'a str,
+    pub peer: &'a str,
+    /// Create the peer directly in this namespace (its name only has to be free there).
+    pub peer_netns: Option<BorrowedFd<'a>>,
+    pub mtu: Option<u32>,
+    /// Make the host end a port of this bridge (`IFLA_MASTER`).
+    pub master: Option<u32>,
+    /// Bring the host end up. (The peer cannot be: the kernel opens it before it is paired,
+    /// and refuses with ENOTCONN.)
+    pub up: bool,
+    pub peer_mac: Option<[u8; 6]>,
+}
+
+/// One VLAN of a bridge port, as `bridge vlan show` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BridgeVlan {
+    pub vid: u16,
+    /// Untagged frames entering the port get this VLAN.
+    pub pvid: bool,
+    /// Frames leave the port without a tag.
+    pub untagged: bool,
+}
+
+/// Whether a bridge VLAN change applies to a port (through its bridge) or to the bridge
+/// device's own port (`self`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VlanTarget {
+    Port,
+    BridgeItself,
 }
 
 impl Link {
@@ -285,16 +324,30 @@ impl Rtnl {
 
     /// Creates a bridge (fails with EEXIST when the name is taken).
     pub fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> Result<()> {
+        self.create_bridge_with(name, mtu, false)
+    }
+
+    /// Creates a bridge, with VLAN filtering on when asked (fails with EEXIST when the name is
+    /// taken).
+    pub fn create_bridge_with(
+        &mut self,
+        name: &str,
+        mtu: Option<u32>,
+        vlan_filtering: bool,
+    ) -> Result<()> {
         check_name(name)?;
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         if let Some(mtu) = mtu {
             msg.attributes.push(LinkAttribute::Mtu(mtu));
         }
-        msg.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-                InfoKind::Bridge,
-            )]));
+        let mut info = vec![LinkInfo::Kind(InfoKind::Bridge)];
+        if vlan_filtering {
+            info.push(LinkInfo::Data(InfoData::Bridge(vec![
+                InfoBridge::VlanFiltering(true),
+            ])));
+        }
+        msg.attributes.push(LinkAttribute::LinkInfo(info));
         self.new_link(msg, NLM_F_CREATE | NLM_F_EXCL, &|| {
             format!("creating bridge {name:?}")
         })
@@ -309,32 +362,181 @@ impl Rtnl {
         peer_netns: Option<BorrowedFd<'_>>,
         mtu: Option<u32>,
     ) -> Result<()> {
+        self.create_veth_pair(&VethSpec {
+            name,
+            peer,
+            peer_netns,
+            mtu,
+            master: None,
+            up: false,
+            peer_mac: None,
+        })
+        .map(|_| ())
+    }
+
+    /// Creates a veth pair as `spec` says, in one request, and returns the host end (read back
+    /// by name).
+    pub fn create_veth_pair(&mut self, spec: &VethSpec<'_>) -> Result<Link> {
+        let (name, peer) = (spec.name, spec.peer);
         check_name(name)?;
         check_name(peer)?;
         let mut peer_msg = LinkMessage::default();
         peer_msg
             .attributes
             .push(LinkAttribute::IfName(peer.to_string()));
-        if let Some(mtu) = mtu {
+        if let Some(mac) = spec.peer_mac {
+            peer_msg
+                .attributes
+                .push(LinkAttribute::Address(mac.to_vec()));
+        }
+        if let Some(mtu) = spec.mtu {
             peer_msg.attributes.push(LinkAttribute::Mtu(mtu));
         }
-        if let Some(fd) = peer_netns {
+        if let Some(fd) = spec.peer_netns {
             peer_msg
                 .attributes
                 .push(LinkAttribute::NetNsFd(fd.as_raw_fd()));
         }
         let mut msg = LinkMessage::default();
+        if spec.up {
+            msg.header.flags = LinkFlags::Up;
+            msg.header.change_mask = LinkFlags::Up;
+        }
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        if let Some(mtu) = mtu {
+        if let Some(mtu) = spec.mtu {
             msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(master) = spec.master {
+            msg.attributes.push(LinkAttribute::Controller(master));
         }
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
         ]));
+        // No NLM_F_ECHO: the kernel would also echo the peer's creation, and fails the whole
+        // request when the peer is in a namespace where this socket does not exist.
         self.new_link(msg, NLM_F_CREATE | NLM_F_EXCL, &|| {
             format!("creating veth pair {name:?} <-> {peer:?}")
+        })?;
+        self.link(name)
+    }
+
+    // ---- bridge VLANs ----
+
+    /// Turns VLAN filtering on or off on an existing bridge.
+    pub fn set_vlan_filtering(&mut self, bridge: u32, on: bool) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = bridge;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bridge),
+            LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::VlanFiltering(on)])),
+        ]));
+        self.new_link(msg, 0, &|| {
+            format!("setting vlan_filtering {on} on bridge #{bridge}")
         })
+    }
+
+    fn vlan_message(index: u32, target: VlanTarget, infos: &[BridgeVlanInfo]) -> LinkMessage {
+        let mut msg = LinkMessage::default();
+        msg.header.interface_family = AddressFamily::Bridge;
+        msg.header.index = index;
+        let mut spec = vec![AfSpecBridge::Flags(match target {
+            VlanTarget::Port => BridgeFlag::Controller,
+            VlanTarget::BridgeItself => BridgeFlag::LowerDev,
+        })];
+        spec.extend(infos.iter().copied().map(AfSpecBridge::VlanInfo));
+        msg.attributes.push(LinkAttribute::AfSpecBridge(spec));
+        msg
+    }
+
+    fn vlan_infos(min: u16, max: u16, pvid: bool, untagged: bool) -> Vec<BridgeVlanInfo> {
+        let mut flags = BridgeVlanInfoFlags::empty();
+        if pvid {
+            flags |= BridgeVlanInfoFlags::Pvid;
+        }
+        if untagged {
+            flags |= BridgeVlanInfoFlags::Untagged;
+        }
+        if min == max {
+            return vec![BridgeVlanInfo { flags, vid: min }];
+        }
+        vec![
+            BridgeVlanInfo {
+                flags: flags | BridgeVlanInfoFlags::RangeBegin,
+                vid: min,
+            },
+            BridgeVlanInfo {
+                flags: flags | BridgeVlanInfoFlags::RangeEnd,
+                vid: max,
+            },
+        ]
+    }
+
+    /// Adds VLANs `min..=max` to a bridge port (or the bridge's own port), as
+    /// `bridge vlan add vid MIN-MAX [pvid] [untagged] dev DEV [self]` does. A PVID is one VLAN.
+    pub fn bridge_vlan_add(
+        &mut self,
+        index: u32,
+        target: VlanTarget,
+        (min, max): (u16, u16),
+        pvid: bool,
+        untagged: bool,
+    ) -> Result<()> {
+        let msg = Self::vlan_message(index, target, &Self::vlan_infos(min, max, pvid, untagged));
+        self.set_link(msg, &|| {
+            format!("adding vlan {min}-{max} to interface #{index}")
+        })
+    }
+
+    /// Removes VLANs `min..=max` from a bridge port (or the bridge's own port).
+    pub fn bridge_vlan_del(
+        &mut self,
+        index: u32,
+        target: VlanTarget,
+        (min, max): (u16, u16),
+    ) -> Result<()> {
+        let msg = Self::vlan_message(index, target, &Self::vlan_infos(min, max, false, false));
+        self.request(RouteNetlinkMessage::DelLink(msg), 0, &|| {
+            format!("removing vlan {min}-{max} from interface #{index}")
+        })
+        .map(|_| ())
+    }
+
+    /// The VLANs of a bridge port (or of the bridge's own port, asked by the bridge's index).
+    pub fn bridge_vlans(&mut self, index: u32) -> Result<Vec<BridgeVlan>> {
+        let mut q = LinkMessage::default();
+        q.header.interface_family = AddressFamily::Bridge;
+        q.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
+        let msgs = self.request(RouteNetlinkMessage::GetLink(q), NLM_F_DUMP, &|| {
+            format!("listing the vlans of interface #{index}")
+        })?;
+        let mut out = Vec::new();
+        for m in msgs {
+            let RouteNetlinkMessage::NewLink(l) = m else {
+                continue;
+            };
+            if l.header.index != index {
+                continue;
+            }
+            for a in &l.attributes {
+                let LinkAttribute::AfSpecBridge(spec) = a else {
+                    continue;
+                };
+                for s in spec {
+                    if let AfSpecBridge::VlanInfo(v) = s
+                        && !out.iter().any(|o: &BridgeVlan| o.vid == v.vid)
+                    {
+                        out.push(BridgeVlan {
+                            vid: v.vid,
+                            pvid: v.flags.contains(BridgeVlanInfoFlags::Pvid),
+                            untagged: v.flags.contains(BridgeVlanInfoFlags::Untagged),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn set_flags(&mut self, index: u32, flag: LinkFlags, on: bool, what: &str) -> Result<()> {
@@ -689,6 +891,7 @@ fn parse_link(l: &LinkMessage) -> Link {
         master: None,
         kind: None,
         peer_index: None,
+        vlan_filtering: None,
     };
     for a in &l.attributes {
         match a {
@@ -699,8 +902,15 @@ fn parse_link(l: &LinkMessage) -> Link {
             LinkAttribute::Link(p) if *p != 0 => link.peer_index = Some(*p),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
-                    if let LinkInfo::Kind(k) = i {
-                        link.kind = Some(k.to_string());
+                    match i {
+                        LinkInfo::Kind(k) => link.kind = Some(k.to_string()),
+                        LinkInfo::Data(InfoData::Bridge(opts)) => {
+                            link.vlan_filtering = opts.iter().find_map(|o| match o {
+                                InfoBridge::VlanFiltering(on) => Some(*on),
+                                _ => None,
+                            });
+                        }
+                        _ => {}
                     }
                 }
             }
