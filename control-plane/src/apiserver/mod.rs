@@ -33,6 +33,7 @@ pub mod objects;
 pub mod openapi;
 pub mod openapi_proto;
 pub mod patch;
+pub mod priority_admission;
 pub mod protobuf;
 pub mod quantity;
 pub mod request;
