@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Node;
 
 use super::node_info::NodeInfo;
+use super::nominations::Nominations;
 use super::pod_info::PodInfo;
 
 /// How long an assumed pod whose binding went through may wait for the watch to confirm it.
@@ -28,11 +29,21 @@ pub struct ClusterCache {
     pods: HashMap<String, PodPlace>,
     /// Pods bound to nodes the cache does not know (yet): added when the node appears.
     orphans: HashMap<String, Vec<Arc<PodInfo>>>,
+    /// Nodes held for preemptors, and the victims being deleted for them.
+    nominations: Nominations,
 }
 
 impl ClusterCache {
     pub fn nodes(&self) -> &[NodeInfo] {
         &self.nodes
+    }
+
+    pub fn nominations(&self) -> &Nominations {
+        &self.nominations
+    }
+
+    pub fn nominations_mut(&mut self) -> &mut Nominations {
+        &mut self.nominations
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
@@ -93,6 +104,7 @@ impl ClusterCache {
     /// A pod the watch shows bound to `pod.node_name` (new, changed, or confirming an
     /// assumption).
     pub fn upsert_bound_pod(&mut self, pod: PodInfo) {
+        self.nominations.remove(&pod.uid);
         if let Some(place) = self.pods.remove(&pod.uid) {
             self.detach(&pod.uid, &place.node);
         }
@@ -108,6 +120,8 @@ impl ClusterCache {
 
     /// A pod left its node (deleted, or finished).
     pub fn remove_pod(&mut self, uid: &str) {
+        self.nominations.remove(uid);
+        self.nominations.unmark_victim(uid);
         if let Some(place) = self.pods.remove(uid) {
             self.detach(uid, &place.node);
         }

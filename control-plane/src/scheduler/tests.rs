@@ -10,10 +10,11 @@ use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
 use super::node_info::NodeInfo;
+use super::nominations::Nominations;
 use super::placement::{FitError, SearchStart, feasible_nodes_to_find, schedule};
 use super::pod_info::PodInfo;
 
-fn node(name: &str, cpu: &str, memory: &str, labels: Value, spec: Value) -> NodeInfo {
+pub(super) fn node(name: &str, cpu: &str, memory: &str, labels: Value, spec: Value) -> NodeInfo {
     let mut labels = labels;
     labels["kubernetes.io/hostname"] = json!(name);
     let node: Node = serde_json::from_value(json!({
@@ -42,7 +43,7 @@ fn requesting(cpu: &str, memory: &str) -> Value {
     json!({"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]})
 }
 
-fn no_namespaces(_: &str) -> Option<BTreeMap<String, String>> {
+pub(super) fn no_namespaces(_: &str) -> Option<BTreeMap<String, String>> {
     None
 }
 
@@ -51,6 +52,7 @@ fn place(pod: &PodInfo, nodes: &[NodeInfo]) -> Result<String, FitError> {
     schedule(
         pod,
         nodes,
+        &Nominations::default(),
         &mut SearchStart::default(),
         &no_namespaces,
         &mut rng,
