@@ -121,6 +121,9 @@ pub async fn run(
     bootstrap::ensure_system_namespaces(&state)
         .await
         .map_err(|e| Error::Setup(e.to_string()))?;
+    bootstrap::ensure_system_priority_classes(&state)
+        .await
+        .map_err(|e| Error::Setup(e.to_string()))?;
     bootstrap::ensure_rbac_policy(&state)
         .await
         .map_err(|e| Error::Setup(e.to_string()))?;
