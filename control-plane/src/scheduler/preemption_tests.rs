@@ -12,12 +12,12 @@ use serde_json::{Value, json};
 
 use super::node_info::NodeInfo;
 use super::nominations::Nominations;
-use super::placement::{FitError, SearchStart, schedule};
+use super::placement::FitError;
 use super::pod_info::PodInfo;
 use super::preemption::{
     self, Candidate, Cluster, NEVER_POLICY, Outcome, Pdb, VICTIMS_TERMINATING, pick_one,
 };
-use super::tests::{no_namespaces, node};
+use super::tests::{bind, no_namespaces, node, place_with};
 
 /// A pod with `priority` requesting `cpu`, started at `started` (RFC 3339) when given.
 fn pod(name: &str, priority: i32, cpu: &str, started: Option<&str>, labels: Value) -> PodInfo {
@@ -32,15 +32,6 @@ fn pod(name: &str, priority: i32, cpu: &str, started: Option<&str>, labels: Valu
     }
     let pod: Pod = serde_json::from_value(object).expect("a pod");
     PodInfo::from_pod(&pod)
-}
-
-fn on(nodes: &mut [NodeInfo], node_name: &str, mut placed: PodInfo) {
-    placed.node_name = node_name.to_string();
-    let node = nodes
-        .iter_mut()
-        .find(|n| n.name == node_name)
-        .expect("the node");
-    node.add_pod(Arc::new(placed));
 }
 
 fn plain(name: &str, cpu: &str) -> NodeInfo {
@@ -64,23 +55,14 @@ fn run(
     nominations: &Nominations,
     pdbs: &[Pdb],
 ) -> (FitError, Outcome) {
-    let mut rng = StdRng::seed_from_u64(3);
-    let error = schedule(
-        pod,
-        nodes,
-        nominations,
-        &mut SearchStart::default(),
-        &no_namespaces,
-        &mut rng,
-    )
-    .expect_err("nothing fits without preemption");
+    let error = place_with(pod, nodes, nominations).expect_err("nothing fits without preemption");
     let cluster = Cluster {
         nodes,
         nominations,
         pdbs,
         namespaces: &no_namespaces,
     };
-    let outcome = preemption::preempt(pod, &cluster, &error, &mut rng);
+    let outcome = preemption::preempt(pod, &cluster, &error, &mut StdRng::seed_from_u64(3));
     (error, outcome)
 }
 
@@ -97,7 +79,7 @@ fn victims(outcome: &Outcome) -> (String, Vec<String>) {
 #[test]
 fn the_fewest_least_important_pods_are_victims() {
     let mut nodes = vec![plain("n1", "2")];
-    on(
+    bind(
         &mut nodes,
         "n1",
         pod(
@@ -108,7 +90,7 @@ fn the_fewest_least_important_pods_are_victims() {
             json!({}),
         ),
     );
-    on(
+    bind(
         &mut nodes,
         "n1",
         pod(
@@ -119,12 +101,12 @@ fn the_fewest_least_important_pods_are_victims() {
             json!({}),
         ),
     );
-    on(
+    bind(
         &mut nodes,
         "n1",
         pod("mid", 5, "500m", Some("2026-01-03T00:00:00Z"), json!({})),
     );
-    on(&mut nodes, "n1", pod("above", 100, "500m", None, json!({})));
+    bind(&mut nodes, "n1", pod("above", 100, "500m", None, json!({})));
     let preemptor = pod("p", 10, "500m", None, json!({}));
     let (error, outcome) = run(&preemptor, &nodes, &Nominations::default(), &[]);
     assert_eq!(
@@ -150,7 +132,7 @@ fn the_fewest_least_important_pods_are_victims() {
 #[test]
 fn budgets_are_honoured_when_choosing_victims() {
     let mut nodes = vec![plain("n1", "2")];
-    on(
+    bind(
         &mut nodes,
         "n1",
         pod(
@@ -161,7 +143,7 @@ fn budgets_are_honoured_when_choosing_victims() {
             json!({"app": "free"}),
         ),
     );
-    on(
+    bind(
         &mut nodes,
         "n1",
         pod(
@@ -266,8 +248,8 @@ fn the_node_is_chosen_as_kube_chooses_it() {
 #[test]
 fn preemption_prefers_the_node_with_cheaper_victims() {
     let mut nodes = vec![plain("n1", "1"), plain("n2", "1")];
-    on(&mut nodes, "n1", pod("mid", 5, "1", None, json!({})));
-    on(&mut nodes, "n2", pod("low", 1, "1", None, json!({})));
+    bind(&mut nodes, "n1", pod("mid", 5, "1", None, json!({})));
+    bind(&mut nodes, "n2", pod("low", 1, "1", None, json!({})));
     let (_, outcome) = run(
         &pod("p", 10, "1", None, json!({})),
         &nodes,
@@ -290,8 +272,8 @@ fn never_policy_and_equal_priority_do_not_preempt() {
             json!({"taints": [{"key": "dedicated", "value": "x", "effect": "NoSchedule"}]}),
         ),
     ];
-    on(&mut nodes, "n1", pod("a", 10, "1", None, json!({})));
-    on(&mut nodes, "n2", pod("b", 20, "1", None, json!({})));
+    bind(&mut nodes, "n1", pod("a", 10, "1", None, json!({})));
+    bind(&mut nodes, "n2", pod("b", 20, "1", None, json!({})));
     let mut polite = pod("polite", 100, "1", None, json!({}));
     polite.never_preempts = true;
     let (mut error, outcome) = run(&polite, &nodes, &Nominations::default(), &[]);
@@ -327,12 +309,12 @@ fn nodes_preemption_cannot_fix_are_skipped() {
             json!({"unschedulable": true}),
         ),
     ];
-    on(
+    bind(
         &mut nodes,
         "small",
         pod("low-a", 0, "500m", None, json!({})),
     );
-    on(
+    bind(
         &mut nodes,
         "labelled",
         pod("low-b", 0, "4", None, json!({})),
@@ -365,7 +347,7 @@ fn nodes_preemption_cannot_fix_are_skipped() {
         PodInfo::from_pod(&pod)
     };
     let mut nodes = vec![plain("n1", "4")];
-    on(&mut nodes, "n1", with_port("holder", 50));
+    bind(&mut nodes, "n1", with_port("holder", 50));
     let (_, outcome) = run(&with_port("p", 10), &nodes, &Nominations::default(), &[]);
     assert_eq!(
         outcome.message().as_deref(),
@@ -382,18 +364,7 @@ fn nominated_pods_hold_their_room_against_lower_priorities() {
     let nodes = vec![plain("n1", "2")];
     let mut nominations = Nominations::default();
     nominations.nominate(pod("preemptor", 10, "2", None, json!({})), "n1");
-    let mut rng = StdRng::seed_from_u64(1);
-    let mut place = |p: &PodInfo| {
-        schedule(
-            p,
-            &nodes,
-            &nominations,
-            &mut SearchStart::default(),
-            &no_namespaces,
-            &mut rng,
-        )
-        .map(|i| nodes[i].name.clone())
-    };
+    let place = |p: &PodInfo| place_with(p, &nodes, &nominations);
     let low = pod("low", 1, "1", None, json!({}));
     assert_eq!(
         place(&low).expect_err("the room is held").to_string(),
@@ -413,8 +384,8 @@ fn nominated_pods_hold_their_room_against_lower_priorities() {
 #[test]
 fn a_preemptor_waits_for_its_victims_to_terminate() {
     let mut nodes = vec![plain("n1", "1"), plain("n2", "1")];
-    on(&mut nodes, "n1", pod("going", 1, "1", None, json!({})));
-    on(&mut nodes, "n2", pod("other", 1, "1", None, json!({})));
+    bind(&mut nodes, "n1", pod("going", 1, "1", None, json!({})));
+    bind(&mut nodes, "n2", pod("other", 1, "1", None, json!({})));
     let preemptor = pod("p", 10, "1", None, json!({}));
     let mut nominations = Nominations::default();
     nominations.nominate(preemptor.clone(), "n1");

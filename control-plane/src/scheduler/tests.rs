@@ -48,11 +48,20 @@ pub(super) fn no_namespaces(_: &str) -> Option<BTreeMap<String, String>> {
 }
 
 fn place(pod: &PodInfo, nodes: &[NodeInfo]) -> Result<String, FitError> {
+    place_with(pod, nodes, &Nominations::default())
+}
+
+/// Places `pod` with the room held for `nominations` counted.
+pub(super) fn place_with(
+    pod: &PodInfo,
+    nodes: &[NodeInfo],
+    nominations: &Nominations,
+) -> Result<String, FitError> {
     let mut rng = StdRng::seed_from_u64(7);
     schedule(
         pod,
         nodes,
-        &Nominations::default(),
+        nominations,
         &mut SearchStart::default(),
         &no_namespaces,
         &mut rng,
@@ -60,7 +69,7 @@ fn place(pod: &PodInfo, nodes: &[NodeInfo]) -> Result<String, FitError> {
     .map(|i| nodes[i].name.clone())
 }
 
-fn bind(nodes: &mut [NodeInfo], node_name: &str, mut placed: PodInfo) {
+pub(super) fn bind(nodes: &mut [NodeInfo], node_name: &str, mut placed: PodInfo) {
     placed.node_name = node_name.to_string();
     let node = nodes
         .iter_mut()

@@ -67,18 +67,7 @@ fn pods_land_and_unschedulable_pods_say_why(backend: Backend) {
     api.ok(&["create", "-f", "-"], Some(&pod("huge", "4")));
     // Nothing could be preempted to help: the taint stays, and 4 CPUs exceed a 1-CPU node.
     let expected = "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: true}, 2 Insufficient cpu. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.";
-    let message = wait_for(
-        &api,
-        &[
-            "get",
-            "pod",
-            "huge",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}",
-        ],
-        "the PodScheduled=False condition",
-        |m| !m.is_empty(),
-    );
+    let message = pod_scheduled_message(&api, "huge", "the PodScheduled=False condition");
     assert_eq!(message, expected);
     let described = wait_for(
         &api,
@@ -127,6 +116,7 @@ fn pods_json(api: &TestApiserver) -> Vec<serde_json::Value> {
     list["items"].as_array().cloned().unwrap_or_default()
 }
 
+/// The message of the pod's PodScheduled condition, once there is one.
 fn pod_scheduled_message(api: &TestApiserver, name: &str, what: &str) -> String {
     wait_for(
         api,
@@ -138,7 +128,7 @@ fn pod_scheduled_message(api: &TestApiserver, name: &str, what: &str) -> String 
             "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}",
         ],
         what,
-        |m| m.contains("preemption:"),
+        |m| !m.is_empty(),
     )
 }
 
