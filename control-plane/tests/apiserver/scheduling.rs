@@ -3,7 +3,8 @@
 //! FailedScheduling event ("0/3 nodes are available: ..."), and it is placed once a node that
 //! fits appears. Preemption: a higher-priority pod gets its nominated node, exactly the
 //! lower-priority victims it needs are marked and deleted, and it is bound once they are gone;
-//! preemptionPolicy Never and equal priorities preempt nothing and say so.
+//! preemptionPolicy Never and equal priorities preempt nothing and say so; a pod a
+//! PodDisruptionBudget protects is spared when another victim will do.
 
 use keel_control_plane::scheduler::service::{self, SchedulerConfig};
 
@@ -322,3 +323,97 @@ fn higher_priority_pods_preempt_exactly_what_they_need(backend: Backend) {
 }
 
 crate::both_backends!(higher_priority_pods_preempt_exactly_what_they_need);
+
+fn labelled_pod_of_class(name: &str, app: &str, class: &str, cpu: &str) -> String {
+    pod_of_class(name, class, cpu).replace(
+        "  namespace: default\n",
+        &format!("  namespace: default\n  labels:\n    app: {app}\n"),
+    )
+}
+
+fn preemption_spares_pods_a_disruption_budget_protects(backend: Backend) {
+    if !require_backend(
+        "preemption_spares_pods_a_disruption_budget_protects",
+        backend,
+    ) {
+        return;
+    }
+    let api = TestApiserver::start_with(backend);
+    // No disruption controller runs here: the budget's status says no disruption is allowed.
+    let budget = "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: db\n  namespace: default\nspec:\n  minAvailable: 1\n  selector:\n    matchLabels:\n      app: db\n";
+    for manifest in [
+        priority_class("high", 1000, "PreemptLowerPriority"),
+        priority_class("low", 10, "PreemptLowerPriority"),
+        node("n1", "2", None),
+        budget.to_string(),
+    ] {
+        api.ok(&["create", "-f", "-"], Some(&manifest));
+    }
+    let _scheduler = Component::start(&api, |client, token| {
+        service::run(client, SchedulerConfig::default(), token)
+    });
+    // "web" is placed first, so without the budget it would be the one reprieved.
+    for (name, app) in [("web", "web"), ("db", "db")] {
+        api.ok(
+            &["create", "-f", "-"],
+            Some(&labelled_pod_of_class(name, app, "low", "1")),
+        );
+        wait_for(
+            &api,
+            &["get", "pod", name, "-o", "jsonpath={.spec.nodeName}"],
+            "the low pod to be bound",
+            |n| n == "n1",
+        );
+    }
+    api.ok(
+        &["create", "-f", "-"],
+        Some(&pod_of_class("high", "high", "1")),
+    );
+    wait_for(
+        &api,
+        &[
+            "get",
+            "pod",
+            "high",
+            "-o",
+            "jsonpath={.status.nominatedNodeName}",
+        ],
+        "the nominated node",
+        |n| n == "n1",
+    );
+    wait_for(
+        &api,
+        &[
+            "get",
+            "pod",
+            "web",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ],
+        "web to be preempted",
+        |t| !t.is_empty(),
+    );
+    let db = api.ok(
+        &[
+            "get",
+            "pod",
+            "db",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ],
+        None,
+    );
+    assert!(db.is_empty(), "the protected pod is spared: {db}");
+    api.ok(
+        &["delete", "pod", "web", "--grace-period=0", "--force"],
+        None,
+    );
+    wait_for(
+        &api,
+        &["get", "pod", "high", "-o", "jsonpath={.spec.nodeName}"],
+        "the preemptor to be bound",
+        |n| n == "n1",
+    );
+}
+
+crate::both_backends!(preemption_spares_pods_a_disruption_budget_protects);
