@@ -226,6 +226,28 @@ mod tests {
     }
 
     #[test]
+    fn nominations_end_when_the_pod_is_placed_and_victims_when_they_leave() {
+        let mut cache = ClusterCache::default();
+        cache.upsert_node(&node("a"));
+        cache.upsert_bound_pod(pod("victim", "a", "1"));
+        cache.nominations_mut().mark_victim("victim");
+        cache
+            .nominations_mut()
+            .nominate(pod("preemptor", "", "1"), "a");
+        let victim = cache
+            .node("a")
+            .map(|n| n.pods[0].clone())
+            .expect("the victim");
+        assert!(cache.nominations().is_terminating_victim(&victim));
+        cache.remove_pod("victim");
+        assert!(!cache.nominations().is_terminating_victim(&victim));
+        assert_eq!(cache.nominations().node_of("preemptor"), Some("a"));
+        cache.upsert_bound_pod(pod("preemptor", "a", "1"));
+        assert_eq!(cache.nominations().node_of("preemptor"), None);
+        assert!(cache.nominations().on_node("a").is_empty());
+    }
+
+    #[test]
     fn pods_follow_nodes_that_leave_and_return() {
         let mut cache = ClusterCache::default();
         cache.upsert_bound_pod(pod("early", "late-node", "250m"));
