@@ -1,6 +1,7 @@
 //! Admission: the checks and mutations between decoding a write and storing it that depend
 //! on other objects or on who is asking — namespace lifecycle (no new objects in a missing or
-//! terminating namespace), and (in `auth_admission`) the Node restriction on what kubelets may
+//! terminating namespace), a pod's priority from its PriorityClass (`priority_admission`), and
+//! (in `auth_admission`) the Node restriction on what kubelets may
 //! write and RBAC escalation prevention.
 
 use serde_json::Value;
@@ -29,6 +30,7 @@ pub async fn admit_create(
     if resource.namespaced {
         check_namespace_open(state, namespace, resource, object).await?;
     }
+    super::priority_admission::admit_pod_create(state, resource, object).await?;
     super::auth_admission::admit_create(state, user, resource, namespace, object)?;
     Ok(())
 }

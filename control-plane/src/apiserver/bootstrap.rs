@@ -1,6 +1,6 @@
 //! What a fresh apiserver makes sure exists at every start, as kube-apiserver's bootstrap
-//! controllers do: the system namespaces, the RBAC policy, the Service allocations and the
-//! `kubernetes` Service. Idempotent: existing objects are left alone.
+//! controllers do: the system namespaces, the system PriorityClasses, the RBAC policy, the
+//! Service allocations and the `kubernetes` Service. Idempotent: existing objects are left alone.
 
 use serde_json::json;
 
@@ -20,6 +20,45 @@ pub async fn ensure_system_namespaces(state: &ApiState) -> Result<(), ApiError> 
         let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         match rest::create(state, namespaces, "", object, &WriteOptions::default()).await {
             Ok(_) => tracing::info!(namespace = name, "created system namespace"),
+            Err(error) if error.code == 409 => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// The PriorityClasses every cluster has, as kube-apiserver creates them.
+const SYSTEM_PRIORITY_CLASSES: &[(&str, i64, &str)] = &[
+    (
+        "system-node-critical",
+        2_000_001_000,
+        "Used for system critical pods that must not be moved from their current node.",
+    ),
+    (
+        "system-cluster-critical",
+        2_000_000_000,
+        "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+    ),
+];
+
+/// Creates `system-node-critical` and `system-cluster-critical` when missing.
+pub async fn ensure_system_priority_classes(state: &ApiState) -> Result<(), ApiError> {
+    let catalog = state.catalog();
+    let Some(classes) = catalog.lookup("scheduling.k8s.io", "v1", "priorityclasses") else {
+        return Ok(());
+    };
+    for (name, value, description) in SYSTEM_PRIORITY_CLASSES {
+        let object = json!({
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": name},
+            "value": value,
+            "globalDefault": false,
+            "preemptionPolicy": "PreemptLowerPriority",
+            "description": description,
+        });
+        match rest::create(state, classes, "", object, &WriteOptions::default()).await {
+            Ok(_) => tracing::info!(priority_class = name, "created system priority class"),
             Err(error) if error.code == 409 => {}
             Err(error) => return Err(error),
         }

@@ -33,6 +33,7 @@ pub mod objects;
 pub mod openapi;
 pub mod openapi_proto;
 pub mod patch;
+pub mod priority_admission;
 pub mod protobuf;
 pub mod quantity;
 pub mod request;
@@ -118,6 +119,9 @@ pub async fn run(
         Some(security),
     ));
     bootstrap::ensure_system_namespaces(&state)
+        .await
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    bootstrap::ensure_system_priority_classes(&state)
         .await
         .map_err(|e| Error::Setup(e.to_string()))?;
     bootstrap::ensure_rbac_policy(&state)

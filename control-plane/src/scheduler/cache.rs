@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Node;
 
 use super::node_info::NodeInfo;
+use super::nominations::Nominations;
 use super::pod_info::PodInfo;
 
 /// How long an assumed pod whose binding went through may wait for the watch to confirm it.
@@ -28,11 +29,21 @@ pub struct ClusterCache {
     pods: HashMap<String, PodPlace>,
     /// Pods bound to nodes the cache does not know (yet): added when the node appears.
     orphans: HashMap<String, Vec<Arc<PodInfo>>>,
+    /// Nodes held for preemptors, and the victims being deleted for them.
+    nominations: Nominations,
 }
 
 impl ClusterCache {
     pub fn nodes(&self) -> &[NodeInfo] {
         &self.nodes
+    }
+
+    pub fn nominations(&self) -> &Nominations {
+        &self.nominations
+    }
+
+    pub fn nominations_mut(&mut self) -> &mut Nominations {
+        &mut self.nominations
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
@@ -93,6 +104,7 @@ impl ClusterCache {
     /// A pod the watch shows bound to `pod.node_name` (new, changed, or confirming an
     /// assumption).
     pub fn upsert_bound_pod(&mut self, pod: PodInfo) {
+        self.nominations.remove(&pod.uid);
         if let Some(place) = self.pods.remove(&pod.uid) {
             self.detach(&pod.uid, &place.node);
         }
@@ -108,6 +120,8 @@ impl ClusterCache {
 
     /// A pod left its node (deleted, or finished).
     pub fn remove_pod(&mut self, uid: &str) {
+        self.nominations.remove(uid);
+        self.nominations.unmark_victim(uid);
         if let Some(place) = self.pods.remove(uid) {
             self.detach(uid, &place.node);
         }
@@ -209,6 +223,28 @@ mod tests {
         assert_eq!(cache.expire_assumed(now), 0);
         assert_eq!(cache.expire_assumed(now + ASSUMED_POD_TTL), 1);
         assert_eq!(cpu_on(&cache, "b"), 0);
+    }
+
+    #[test]
+    fn nominations_end_when_the_pod_is_placed_and_victims_when_they_leave() {
+        let mut cache = ClusterCache::default();
+        cache.upsert_node(&node("a"));
+        cache.upsert_bound_pod(pod("victim", "a", "1"));
+        cache.nominations_mut().mark_victim("victim");
+        cache
+            .nominations_mut()
+            .nominate(pod("preemptor", "", "1"), "a");
+        let victim = cache
+            .node("a")
+            .map(|n| n.pods[0].clone())
+            .expect("the victim");
+        assert!(cache.nominations().is_terminating_victim(&victim));
+        cache.remove_pod("victim");
+        assert!(!cache.nominations().is_terminating_victim(&victim));
+        assert_eq!(cache.nominations().node_of("preemptor"), Some("a"));
+        cache.upsert_bound_pod(pod("preemptor", "a", "1"));
+        assert_eq!(cache.nominations().node_of("preemptor"), None);
+        assert!(cache.nominations().on_node("a").is_empty());
     }
 
     #[test]

@@ -87,13 +87,31 @@ impl PreFilter {
         nodes: &[NodeInfo],
         namespaces: NamespaceLabels<'_>,
     ) -> PreFilter {
+        PreFilter::compute_over(pod, nodes.iter(), namespaces)
+    }
+
+    /// Whether the result depends on the pods on the nodes (inter-pod affinity, anti-affinity
+    /// of existing pods, spread counts): when not, it need not be recomputed as pods come and go.
+    pub fn depends_on_pods(pod: &PodInfo, nodes: &[NodeInfo]) -> bool {
+        !pod.required_affinity.is_empty()
+            || !pod.required_anti_affinity.is_empty()
+            || pod.spread_constraints.iter().any(|c| c.hard)
+            || nodes.iter().any(|n| n.pods_with_required_anti_affinity > 0)
+    }
+
+    /// The same over any view of the nodes (preemption passes one with a node's pods removed).
+    pub fn compute_over<'n>(
+        pod: &PodInfo,
+        nodes: impl Iterator<Item = &'n NodeInfo> + Clone,
+        namespaces: NamespaceLabels<'_>,
+    ) -> PreFilter {
         let mut affinity_domains = vec![HashSet::new(); pod.required_affinity.len()];
         let mut anti_affinity_domains = vec![HashSet::new(); pod.required_anti_affinity.len()];
         let mut existing_anti_affinity = HashSet::new();
         let mut any_affinity_match = false;
         let wants_pods =
             !pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty();
-        for node in nodes {
+        for node in nodes.clone() {
             if !wants_pods && node.pods_with_required_anti_affinity == 0 {
                 continue;
             }
@@ -141,7 +159,7 @@ impl PreFilter {
             .spread_constraints
             .iter()
             .filter(|c| c.hard)
-            .map(|c| spread_counts(pod, c, nodes))
+            .map(|c| spread_counts(pod, c, nodes.clone()))
             .collect();
         PreFilter {
             affinity_domains,
@@ -177,12 +195,13 @@ pub fn spread_counts_node(pod: &PodInfo, constraint: &SpreadConstraint, node: &N
             || untolerated_taint(&node.taints, &pod.tolerations).is_none())
 }
 
-fn spread_counts(pod: &PodInfo, constraint: &SpreadConstraint, nodes: &[NodeInfo]) -> SpreadCounts {
+fn spread_counts<'n>(
+    pod: &PodInfo,
+    constraint: &SpreadConstraint,
+    nodes: impl Iterator<Item = &'n NodeInfo>,
+) -> SpreadCounts {
     let mut counts: HashMap<String, i64> = HashMap::new();
-    for node in nodes
-        .iter()
-        .filter(|n| spread_counts_node(pod, constraint, n))
-    {
+    for node in nodes.filter(|n| spread_counts_node(pod, constraint, n)) {
         let Some(value) = node.labels.get(&constraint.topology_key) else {
             continue;
         };
@@ -205,9 +224,34 @@ fn spread_counts(pod: &PodInfo, constraint: &SpreadConstraint, nodes: &[NodeInfo
     }
 }
 
-/// Runs the filters on one node: Ok, or the reasons of the first filter that failed.
-pub fn filter(pod: &PodInfo, node: &NodeInfo, pre: &PreFilter) -> Result<(), Vec<String>> {
-    let fail = |reason: &str| Err(vec![reason.to_string()]);
+/// Why a node does not take a pod: the reasons of the first filter that failed, and whether
+/// removing pods from the node could change the verdict (kube's Unschedulable) or not (its
+/// UnschedulableAndUnresolvable: node name, unschedulable, taints, node affinity, a request
+/// larger than the node, a missing topology label, unmet pod affinity).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unfit {
+    pub reasons: Vec<String>,
+    pub resolvable: bool,
+}
+
+impl Unfit {
+    pub fn resolvable(reason: &str) -> Unfit {
+        Unfit {
+            reasons: vec![reason.to_string()],
+            resolvable: true,
+        }
+    }
+
+    pub fn unresolvable(reason: impl Into<String>) -> Unfit {
+        Unfit {
+            reasons: vec![reason.into()],
+            resolvable: false,
+        }
+    }
+}
+
+/// Runs the filters on one node: Ok, or why the first filter that failed refused it.
+pub fn filter(pod: &PodInfo, node: &NodeInfo, pre: &PreFilter) -> Result<(), Unfit> {
     if node.unschedulable {
         let taint = Taint {
             key: "node.kubernetes.io/unschedulable".into(),
@@ -215,41 +259,44 @@ pub fn filter(pod: &PodInfo, node: &NodeInfo, pre: &PreFilter) -> Result<(), Vec
             ..Default::default()
         };
         if !tolerates(&pod.tolerations, &taint) {
-            return fail(REASON_UNSCHEDULABLE);
+            return Err(Unfit::unresolvable(REASON_UNSCHEDULABLE));
         }
     }
     if !pod.node_name.is_empty() && pod.node_name != node.name {
-        return fail(REASON_NODE_NAME);
+        return Err(Unfit::unresolvable(REASON_NODE_NAME));
     }
     if let Some(taint) = untolerated_taint(&node.taints, &pod.tolerations) {
-        return Err(vec![format!(
+        return Err(Unfit::unresolvable(format!(
             "node(s) had untolerated taint {{{}: {}}}",
             taint.key,
             taint.value.as_deref().unwrap_or_default()
-        )]);
+        )));
     }
     if !pod.matches_node(&node.name, &node.labels) {
-        return fail(REASON_NODE_AFFINITY);
+        return Err(Unfit::unresolvable(REASON_NODE_AFFINITY));
     }
     if pod.host_ports.iter().any(|wanted| {
         node.used_ports
             .iter()
             .any(|used| used.conflicts_with(wanted))
     }) {
-        return fail(REASON_NODE_PORTS);
+        return Err(Unfit::resolvable(REASON_NODE_PORTS));
     }
-    let insufficient = insufficient_resources(pod, node);
+    let (insufficient, beyond_node) = insufficient_resources(pod, node);
     if !insufficient.is_empty() {
-        return Err(insufficient);
+        return Err(Unfit {
+            reasons: insufficient,
+            resolvable: !beyond_node,
+        });
     }
     let hard_constraints = pod.spread_constraints.iter().filter(|c| c.hard);
     for (constraint, counts) in hard_constraints.zip(&pre.spread) {
         let Some(value) = node.labels.get(&constraint.topology_key) else {
-            return fail(REASON_SPREAD_LABEL);
+            return Err(Unfit::unresolvable(REASON_SPREAD_LABEL));
         };
         let here = counts.counts.get(value).copied().unwrap_or(0);
         if here + counts.self_match - counts.min > i64::from(constraint.max_skew) {
-            return fail(REASON_SPREAD);
+            return Err(Unfit::resolvable(REASON_SPREAD));
         }
     }
     let in_domain = |key: &str, domains: &HashSet<String>| {
@@ -261,7 +308,7 @@ pub fn filter(pod: &PodInfo, node: &NodeInfo, pre: &PreFilter) -> Result<(), Vec
             .iter()
             .any(|(k, v)| pre.existing_anti_affinity.contains(&(k.clone(), v.clone())))
     {
-        return fail(REASON_EXISTING_ANTI_AFFINITY);
+        return Err(Unfit::resolvable(REASON_EXISTING_ANTI_AFFINITY));
     }
     let affinity_ok = pod
         .required_affinity
@@ -273,7 +320,7 @@ pub fn filter(pod: &PodInfo, node: &NodeInfo, pre: &PreFilter) -> Result<(), Vec
         .iter()
         .all(|t| node.labels.contains_key(&t.topology_key));
     if !(affinity_ok || pre.affinity_bootstrap && has_keys) {
-        return fail(REASON_AFFINITY);
+        return Err(Unfit::unresolvable(REASON_AFFINITY));
     }
     if pod
         .required_anti_affinity
@@ -281,41 +328,54 @@ pub fn filter(pod: &PodInfo, node: &NodeInfo, pre: &PreFilter) -> Result<(), Vec
         .zip(&pre.anti_affinity_domains)
         .any(|(term, domains)| in_domain(&term.topology_key, domains))
     {
-        return fail(REASON_ANTI_AFFINITY);
+        return Err(Unfit::resolvable(REASON_ANTI_AFFINITY));
     }
     Ok(())
 }
 
-/// NodeResourcesFit: "Too many pods", then "Insufficient <resource>" for each short resource.
-fn insufficient_resources(pod: &PodInfo, node: &NodeInfo) -> Vec<String> {
+/// NodeResourcesFit: "Too many pods", then "Insufficient <resource>" for each short resource;
+/// true with them when some request exceeds what the node can allocate at all (no removal
+/// of pods helps).
+fn insufficient_resources(pod: &PodInfo, node: &NodeInfo) -> (Vec<String>, bool) {
     let mut reasons = Vec::new();
+    let mut beyond_node = false;
     if node.pods.len() as i64 + 1 > node.allowed_pods {
         reasons.push(REASON_TOO_MANY_PODS.to_string());
     }
     let wanted = &pod.requests;
-    let free = |allocatable: i64, requested: i64| allocatable - requested;
-    if wanted.milli_cpu > 0
-        && wanted.milli_cpu > free(node.allocatable.milli_cpu, node.requested.milli_cpu)
-    {
-        reasons.push("Insufficient cpu".to_string());
-    }
-    if wanted.memory > 0 && wanted.memory > free(node.allocatable.memory, node.requested.memory) {
-        reasons.push("Insufficient memory".to_string());
-    }
-    if wanted.ephemeral_storage > 0
-        && wanted.ephemeral_storage
-            > free(
-                node.allocatable.ephemeral_storage,
-                node.requested.ephemeral_storage,
-            )
-    {
-        reasons.push("Insufficient ephemeral-storage".to_string());
-    }
-    for (name, amount) in &wanted.scalar {
-        if *amount > 0 && *amount > free(node.allocatable.scalar(name), node.requested.scalar(name))
-        {
+    let allocatable = &node.allocatable;
+    let requested = &node.requested;
+    let mut check = |name: &str, want: i64, allocatable: i64, requested: i64| {
+        if want > 0 && want > allocatable - requested {
             reasons.push(format!("Insufficient {name}"));
+            beyond_node |= want > allocatable;
         }
+    };
+    check(
+        "cpu",
+        wanted.milli_cpu,
+        allocatable.milli_cpu,
+        requested.milli_cpu,
+    );
+    check(
+        "memory",
+        wanted.memory,
+        allocatable.memory,
+        requested.memory,
+    );
+    check(
+        "ephemeral-storage",
+        wanted.ephemeral_storage,
+        allocatable.ephemeral_storage,
+        requested.ephemeral_storage,
+    );
+    for (name, amount) in &wanted.scalar {
+        check(
+            name,
+            *amount,
+            allocatable.scalar(name),
+            requested.scalar(name),
+        );
     }
-    reasons
+    (reasons, beyond_node)
 }

@@ -9,8 +9,9 @@ use std::fmt;
 
 use rand::Rng;
 
-use super::filters::{NamespaceLabels, PreFilter, filter};
+use super::filters::{NamespaceLabels, PreFilter, Unfit, filter};
 use super::node_info::NodeInfo;
+use super::nominations::Nominations;
 use super::pod_info::PodInfo;
 use super::scores::score;
 
@@ -37,8 +38,8 @@ pub struct FitError {
     pub nodes: usize,
     /// Reason → number of nodes that failed for it.
     pub reasons: BTreeMap<String, usize>,
-    /// Node name → its reasons (for preemption).
-    pub per_node: BTreeMap<String, Vec<String>>,
+    /// Node name → why it failed (preemption looks only where removing pods may help).
+    pub per_node: BTreeMap<String, Unfit>,
     /// The preemption outcome, when preemption ran ("preemption: 0/3 nodes are available: ...").
     pub preemption: Option<String>,
 }
@@ -68,21 +69,50 @@ impl fmt::Display for FitError {
 #[derive(Debug, Default)]
 pub struct SearchStart(usize);
 
-/// Chooses a node for `pod` among `nodes`, or says why none fits.
+impl FitError {
+    /// Counts the reasons of `per_node` (every node of `nodes` failed).
+    pub fn from_nodes(nodes: usize, per_node: BTreeMap<String, Unfit>) -> FitError {
+        let mut reasons = BTreeMap::new();
+        for unfit in per_node.values() {
+            for reason in &unfit.reasons {
+                *reasons.entry(reason.clone()).or_insert(0) += 1;
+            }
+        }
+        FitError {
+            nodes,
+            reasons,
+            per_node,
+            preemption: None,
+        }
+    }
+}
+
+/// The filters as kube runs them with nominated pods: when pods of equal or higher priority
+/// are nominated to the node, the pod must fit with them counted, and also without them.
+pub fn filter_with_nominated(
+    pod: &PodInfo,
+    node: &NodeInfo,
+    pre: &PreFilter,
+    nominations: &Nominations,
+) -> Result<(), Unfit> {
+    if let Some(reserved) = nominations.reserved_view(pod, node) {
+        filter(pod, &reserved, pre)?;
+    }
+    filter(pod, node, pre)
+}
+
+/// Chooses a node for `pod` among `nodes` (counting the room held for nominated pods), or
+/// says why none fits.
 pub fn schedule(
     pod: &PodInfo,
     nodes: &[NodeInfo],
+    nominations: &Nominations,
     start: &mut SearchStart,
     namespaces: NamespaceLabels<'_>,
     rng: &mut impl Rng,
 ) -> Result<usize, FitError> {
     if nodes.is_empty() {
-        return Err(FitError {
-            nodes: 0,
-            reasons: BTreeMap::new(),
-            per_node: BTreeMap::new(),
-            preemption: None,
-        });
+        return Err(FitError::from_nodes(0, BTreeMap::new()));
     }
     let pre = PreFilter::compute(pod, nodes, namespaces);
     let wanted = feasible_nodes_to_find(nodes.len());
@@ -92,27 +122,16 @@ pub fn schedule(
     while examined < nodes.len() && feasible.len() < wanted {
         let index = (start.0 + examined) % nodes.len();
         examined += 1;
-        match filter(pod, &nodes[index], &pre) {
+        match filter_with_nominated(pod, &nodes[index], &pre, nominations) {
             Ok(()) => feasible.push(index),
-            Err(reasons) => {
-                per_node.insert(nodes[index].name.clone(), reasons);
+            Err(unfit) => {
+                per_node.insert(nodes[index].name.clone(), unfit);
             }
         }
     }
     start.0 = (start.0 + examined) % nodes.len();
     if feasible.is_empty() {
-        let mut reasons = BTreeMap::new();
-        for node_reasons in per_node.values() {
-            for reason in node_reasons {
-                *reasons.entry(reason.clone()).or_insert(0) += 1;
-            }
-        }
-        return Err(FitError {
-            nodes: nodes.len(),
-            reasons,
-            per_node,
-            preemption: None,
-        });
+        return Err(FitError::from_nodes(nodes.len(), per_node));
     }
     if feasible.len() == 1 {
         return Ok(feasible[0]);

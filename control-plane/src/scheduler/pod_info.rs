@@ -114,6 +114,17 @@ pub struct PodInfo {
     pub spread_constraints: Vec<SpreadConstraint>,
     /// Container images, normalized (`busybox` → `docker.io/library/busybox:latest`).
     pub images: Vec<String>,
+    /// `spec.preemptionPolicy: Never`: the pod may not preempt others.
+    pub never_preempts: bool,
+    /// `status.nominatedNodeName`: where a preemption made room for the pod.
+    pub nominated_node_name: String,
+    /// Deletion requested (`metadata.deletionTimestamp`).
+    pub deleting: bool,
+    /// Being deleted because a scheduler preempted it (a `DisruptionTarget` condition with
+    /// reason `PreemptionByScheduler`).
+    pub terminating_by_preemption: bool,
+    /// `status.startTime`; none for a pod that has not started.
+    pub start_time: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 impl PodInfo {
@@ -121,6 +132,7 @@ impl PodInfo {
         let meta = &pod.metadata;
         let namespace = meta.namespace.clone().unwrap_or_default();
         let spec = pod.spec.clone().unwrap_or_default();
+        let status = pod.status.as_ref();
         let mut host_ports = Vec::new();
         for container in spec
             .init_containers
@@ -239,6 +251,19 @@ impl PodInfo {
                 .filter_map(|c| c.image.as_deref())
                 .map(normalize_image)
                 .collect(),
+            never_preempts: spec.preemption_policy.as_deref() == Some("Never"),
+            nominated_node_name: status
+                .and_then(|s| s.nominated_node_name.clone())
+                .unwrap_or_default(),
+            deleting: meta.deletion_timestamp.is_some(),
+            terminating_by_preemption: meta.deletion_timestamp.is_some()
+                && status
+                    .and_then(|s| s.conditions.as_ref())
+                    .and_then(|c| c.iter().find(|c| c.type_ == "DisruptionTarget"))
+                    .is_some_and(|c| {
+                        c.status == "True" && c.reason.as_deref() == Some("PreemptionByScheduler")
+                    }),
+            start_time: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
         }
     }
 

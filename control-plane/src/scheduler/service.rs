@@ -3,7 +3,10 @@
 //! loop — one decision at a time on the cache, then the binding written in the background (a
 //! bounded number at once) while the next pod is already being placed. Writes the
 //! `Scheduled`/`FailedScheduling` events and the `PodScheduled` condition users read in
-//! `kubectl describe pod`.
+//! `kubectl describe pod`. When no node fits, `preemption` may choose victims: they get the
+//! `DisruptionTarget` condition, a `Preempted` event and a graceful delete, and the preemptor
+//! its `status.nominatedNodeName` (the cache holds the room for it) while it waits in the
+//! queue for the victims to go.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event as WatchEvent};
 use kube::{Api, Client};
 use rand::SeedableRng;
@@ -24,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::cache::ClusterCache;
 use super::placement::{FitError, SearchStart, schedule};
 use super::pod_info::PodInfo;
+use super::preemption::{self, Candidate, Cluster, Outcome, Pdb};
 use super::queue::SchedulingQueue;
 
 /// The component name in events and the `schedulerName` pods ask for by default.
@@ -50,6 +55,8 @@ struct Shared {
     queue: SchedulingQueue<Arc<Pod>>,
     cache: ClusterCache,
     namespace_labels: HashMap<String, BTreeMap<String, String>>,
+    /// PodDisruptionBudgets by namespace/name, for choosing victims.
+    pdbs: HashMap<String, Pdb>,
 }
 
 struct Scheduler {
@@ -91,6 +98,7 @@ pub async fn run(client: Client, config: SchedulerConfig, shutdown: Cancellation
         tokio::spawn(watch_nodes(scheduler.clone())),
         tokio::spawn(watch_pods(scheduler.clone())),
         tokio::spawn(watch_namespaces(scheduler.clone())),
+        tokio::spawn(watch_pdbs(scheduler.clone())),
         tokio::spawn(schedule_loop(scheduler.clone())),
     ];
     shutdown.cancelled().await;
@@ -195,6 +203,25 @@ async fn watch_namespaces(scheduler: Arc<Scheduler>) {
     .await;
 }
 
+async fn watch_pdbs(scheduler: Arc<Scheduler>) {
+    let api: Api<PodDisruptionBudget> = Api::all(scheduler.client.clone());
+    follow(
+        api,
+        |budget: &PodDisruptionBudget| {
+            let key = format!(
+                "{}/{}",
+                budget.metadata.namespace.as_deref().unwrap_or_default(),
+                budget.metadata.name.as_deref().unwrap_or_default()
+            );
+            scheduler.lock().pdbs.insert(key, Pdb::from_budget(budget));
+        },
+        |_, key| {
+            scheduler.lock().pdbs.remove(key);
+        },
+    )
+    .await;
+}
+
 async fn watch_pods(scheduler: Arc<Scheduler>) {
     let api: Api<Pod> = Api::all(scheduler.client.clone());
     follow(
@@ -222,6 +249,7 @@ async fn watch_pods(scheduler: Arc<Scheduler>) {
                     .unwrap_or(DEFAULT_SCHEDULER_NAME)
                     == scheduler.config.scheduler_name
             {
+                follow_nomination(&mut shared, PodInfo::from_pod(pod));
                 let priority = spec.and_then(|s| s.priority).unwrap_or(0);
                 shared
                     .queue
@@ -234,6 +262,7 @@ async fn watch_pods(scheduler: Arc<Scheduler>) {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             let mut shared = scheduler.lock();
             shared.queue.remove(&pod_key(pod));
+            shared.cache.nominations_mut().remove(&uid);
             if shared.cache.contains_pod(&uid) {
                 shared.cache.remove_pod(&uid);
                 shared.queue.cluster_changed(Instant::now());
@@ -243,6 +272,29 @@ async fn watch_pods(scheduler: Arc<Scheduler>) {
         },
     )
     .await;
+}
+
+/// A pending pod's `status.nominatedNodeName` as the watch shows it. An update without one
+/// keeps a nomination made here (the status patch may not have been seen yet), as kube's
+/// nominator does.
+fn follow_nomination(shared: &mut Shared, info: PodInfo) {
+    let nominations = shared.cache.nominations_mut();
+    let node = if info.nominated_node_name.is_empty() {
+        nominations.node_of(&info.uid).map(str::to_string)
+    } else {
+        Some(info.nominated_node_name.clone())
+    };
+    if let Some(node) = node {
+        nominations.nominate(info, &node);
+    }
+}
+
+/// What to write in the pod's `status.nominatedNodeName` with its PodScheduled condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Nomination {
+    Keep,
+    Set(String),
+    Clear,
 }
 
 /// What one decision produced.
@@ -255,6 +307,15 @@ enum Decision {
     Unschedulable {
         pod: Arc<Pod>,
         error: FitError,
+        nomination: Nomination,
+    },
+    Preempt {
+        key: String,
+        pod: Arc<Pod>,
+        error: FitError,
+        candidate: Candidate,
+        /// Lower-priority pods nominated to the same node, whose nomination ends.
+        displaced: Vec<Arc<PodInfo>>,
     },
 }
 
@@ -304,9 +365,27 @@ async fn schedule_loop(scheduler: Arc<Scheduler>) {
                     }
                 });
             }
-            Some(Decision::Unschedulable { pod, error }) => {
+            Some(Decision::Unschedulable {
+                pod,
+                error,
+                nomination,
+            }) => {
                 let scheduler = scheduler.clone();
-                tokio::spawn(async move { report_unschedulable(&scheduler, &pod, &error).await });
+                tokio::spawn(async move {
+                    report_unschedulable(&scheduler, &pod, &error, &nomination).await
+                });
+            }
+            Some(Decision::Preempt {
+                key,
+                pod,
+                error,
+                candidate,
+                displaced,
+            }) => {
+                let scheduler = scheduler.clone();
+                tokio::spawn(async move {
+                    preempt(&scheduler, &key, &pod, &error, &candidate, &displaced).await
+                });
             }
         }
     }
@@ -324,19 +403,183 @@ fn decide(
         cache,
         namespace_labels,
         queue,
+        pdbs,
     } = shared;
     let namespaces = |name: &str| namespace_labels.get(name).cloned();
-    match schedule(&info, cache.nodes(), start, &namespaces, rng) {
+    let mut error = match schedule(
+        &info,
+        cache.nodes(),
+        cache.nominations(),
+        start,
+        &namespaces,
+        rng,
+    ) {
         Ok(index) => {
             let node = cache.nodes()[index].name.clone();
             cache.assume(info, &node);
-            Decision::Bind { key, pod, node }
+            return Decision::Bind { key, pod, node };
         }
-        Err(error) => {
-            queue.unschedulable(&key, Instant::now());
-            Decision::Unschedulable { pod, error }
+        Err(error) => error,
+    };
+    queue.unschedulable(&key, Instant::now());
+    let pdbs: Vec<Pdb> = pdbs.values().cloned().collect();
+    let cluster = Cluster {
+        nodes: cache.nodes(),
+        nominations: cache.nominations(),
+        pdbs: &pdbs,
+        namespaces: &namespaces,
+    };
+    let outcome = preemption::preempt(&info, &cluster, &error, rng);
+    error.preemption = outcome.message();
+    let nominations = cache.nominations_mut();
+    match outcome {
+        Outcome::NotEligible(_) => Decision::Unschedulable {
+            pod,
+            error,
+            nomination: Nomination::Keep,
+        },
+        Outcome::NotHelpful(_) => {
+            let nominated =
+                nominations.node_of(&info.uid).is_some() || !info.nominated_node_name.is_empty();
+            nominations.remove(&info.uid);
+            Decision::Unschedulable {
+                pod,
+                error,
+                nomination: if nominated {
+                    Nomination::Clear
+                } else {
+                    Nomination::Keep
+                },
+            }
+        }
+        Outcome::Nominate(candidate) => {
+            for victim in &candidate.victims {
+                nominations.mark_victim(&victim.uid);
+            }
+            let displaced = nominations.lower_than(&info, &candidate.node);
+            for other in &displaced {
+                nominations.remove(&other.uid);
+            }
+            nominations.nominate(info, &candidate.node);
+            Decision::Preempt {
+                key,
+                pod,
+                error,
+                candidate,
+                displaced,
+            }
         }
     }
+}
+
+/// Carries out a preemption: each victim gets the DisruptionTarget condition, a graceful
+/// delete and a `Preempted` event; displaced lower-priority nominations are cleared; the
+/// preemptor gets its nominated node with its PodScheduled condition. If a victim cannot be
+/// deleted, the preemptor loses the nomination and retries after a backoff.
+async fn preempt(
+    scheduler: &Scheduler,
+    key: &str,
+    pod: &Pod,
+    error: &FitError,
+    candidate: &Candidate,
+    displaced: &[Arc<PodInfo>],
+) {
+    let preemptor_uid = pod.metadata.uid.clone().unwrap_or_default();
+    let scheduler_name = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.clone())
+        .unwrap_or_else(|| scheduler.config.scheduler_name.clone());
+    tracing::info!(
+        pod = %key,
+        node = %candidate.node,
+        victims = candidate.victims.len(),
+        "preempting"
+    );
+    let results = futures::future::join_all(candidate.victims.iter().map(|victim| {
+        preempt_victim(
+            scheduler,
+            victim,
+            &preemptor_uid,
+            &scheduler_name,
+            &candidate.node,
+        )
+    }))
+    .await;
+    if let Some(Err(error)) = results.into_iter().find(Result::is_err) {
+        tracing::warn!(pod = %key, %error, "preemption failed; retrying later");
+        let mut shared = scheduler.lock();
+        for victim in &candidate.victims {
+            shared.cache.nominations_mut().unmark_victim(&victim.uid);
+        }
+        shared.cache.nominations_mut().remove(&preemptor_uid);
+        shared.queue.retry_later(key, Instant::now());
+        return;
+    }
+    for other in displaced {
+        let pods: Api<Pod> = Api::namespaced(scheduler.client.clone(), &other.namespace);
+        let patch = json!({"status": {"nominatedNodeName": null}});
+        if let Err(error) = pods
+            .patch_status(&other.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            tracing::warn!(pod = %other.key(), %error, "clearing the nominated node failed");
+        }
+    }
+    let nomination = Nomination::Set(candidate.node.clone());
+    report_unschedulable(scheduler, pod, error, &nomination).await;
+}
+
+/// One victim: the DisruptionTarget condition, then the graceful delete, then the event.
+/// A victim already gone (or already being deleted) is fine.
+async fn preempt_victim(
+    scheduler: &Scheduler,
+    victim: &PodInfo,
+    preemptor_uid: &str,
+    scheduler_name: &str,
+    node: &str,
+) -> Result<(), kube::Error> {
+    if victim.deleting {
+        return Ok(());
+    }
+    let pods: Api<Pod> = Api::namespaced(scheduler.client.clone(), &victim.namespace);
+    let condition = json!({"status": {"conditions": [{
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "PreemptionByScheduler",
+        "message": format!("{scheduler_name}: preempting to accommodate a higher priority pod"),
+        "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }]}});
+    let gone = |error: &kube::Error| matches!(error, kube::Error::Api(s) if s.is_not_found());
+    match pods
+        .patch_status(
+            &victim.name,
+            &PatchParams::default(),
+            &Patch::Strategic(condition),
+        )
+        .await
+    {
+        Err(error) if gone(&error) => return Ok(()),
+        Err(error) => return Err(error),
+        Ok(_) => {}
+    }
+    match pods.delete(&victim.name, &DeleteParams::default()).await {
+        Err(error) if gone(&error) => return Ok(()),
+        Err(error) => return Err(error),
+        Ok(_) => {}
+    }
+    let about = Pod {
+        metadata: ObjectMeta {
+            name: Some(victim.name.clone()),
+            namespace: Some(victim.namespace.clone()),
+            uid: Some(victim.uid.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let message = format!("Preempted by pod {preemptor_uid} on node {node}");
+    record_event(scheduler, &about, "Normal", "Preempted", &message).await;
+    Ok(())
 }
 
 /// Writes the binding; the `Scheduled` event's message when it was written.
@@ -387,7 +630,12 @@ async fn bind(scheduler: &Scheduler, key: &str, pod: &Pod, node: &str) -> Option
     }
 }
 
-async fn report_unschedulable(scheduler: &Scheduler, pod: &Pod, error: &FitError) {
+async fn report_unschedulable(
+    scheduler: &Scheduler,
+    pod: &Pod,
+    error: &FitError,
+    nomination: &Nomination,
+) {
     let message = error.to_string();
     tracing::info!(pod = %pod_key(pod), %message, "unschedulable");
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -398,8 +646,18 @@ async fn report_unschedulable(scheduler: &Scheduler, pod: &Pod, error: &FitError
         .and_then(|s| s.conditions.as_ref())
         .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
         .is_some_and(|c| c.status == "False" && c.message.as_deref() == Some(message.as_str()));
-    if !already {
-        let patch = json!({"status": {"conditions": [{
+    let nominated = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .unwrap_or_default();
+    let nomination_written = match nomination {
+        Nomination::Keep => true,
+        Nomination::Set(node) => nominated == node,
+        Nomination::Clear => nominated.is_empty(),
+    };
+    if !already || !nomination_written {
+        let mut patch = json!({"status": {"conditions": [{
             "type": "PodScheduled",
             "status": "False",
             "reason": "Unschedulable",
@@ -407,6 +665,11 @@ async fn report_unschedulable(scheduler: &Scheduler, pod: &Pod, error: &FitError
             "lastProbeTime": null,
             "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }]}});
+        match nomination {
+            Nomination::Keep => {}
+            Nomination::Set(node) => patch["status"]["nominatedNodeName"] = json!(node),
+            Nomination::Clear => patch["status"]["nominatedNodeName"] = json!(null),
+        }
         let pods: Api<Pod> = Api::namespaced(scheduler.client.clone(), &namespace);
         if let Err(error) = pods
             .patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch))

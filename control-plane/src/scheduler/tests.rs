@@ -10,10 +10,11 @@ use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
 use super::node_info::NodeInfo;
+use super::nominations::Nominations;
 use super::placement::{FitError, SearchStart, feasible_nodes_to_find, schedule};
 use super::pod_info::PodInfo;
 
-fn node(name: &str, cpu: &str, memory: &str, labels: Value, spec: Value) -> NodeInfo {
+pub(super) fn node(name: &str, cpu: &str, memory: &str, labels: Value, spec: Value) -> NodeInfo {
     let mut labels = labels;
     labels["kubernetes.io/hostname"] = json!(name);
     let node: Node = serde_json::from_value(json!({
@@ -42,15 +43,25 @@ fn requesting(cpu: &str, memory: &str) -> Value {
     json!({"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]})
 }
 
-fn no_namespaces(_: &str) -> Option<BTreeMap<String, String>> {
+pub(super) fn no_namespaces(_: &str) -> Option<BTreeMap<String, String>> {
     None
 }
 
 fn place(pod: &PodInfo, nodes: &[NodeInfo]) -> Result<String, FitError> {
+    place_with(pod, nodes, &Nominations::default())
+}
+
+/// Places `pod` with the room held for `nominations` counted.
+pub(super) fn place_with(
+    pod: &PodInfo,
+    nodes: &[NodeInfo],
+    nominations: &Nominations,
+) -> Result<String, FitError> {
     let mut rng = StdRng::seed_from_u64(7);
     schedule(
         pod,
         nodes,
+        nominations,
         &mut SearchStart::default(),
         &no_namespaces,
         &mut rng,
@@ -58,7 +69,7 @@ fn place(pod: &PodInfo, nodes: &[NodeInfo]) -> Result<String, FitError> {
     .map(|i| nodes[i].name.clone())
 }
 
-fn bind(nodes: &mut [NodeInfo], node_name: &str, mut placed: PodInfo) {
+pub(super) fn bind(nodes: &mut [NodeInfo], node_name: &str, mut placed: PodInfo) {
     placed.node_name = node_name.to_string();
     let node = nodes
         .iter_mut()
