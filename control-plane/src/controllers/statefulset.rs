@@ -38,6 +38,8 @@ const COMPONENT: &str = "statefulset-controller";
 pub const REVISION_HASH: &str = "controller-revision-hash";
 const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+/// How soon a set waiting for a released claim to go looks again.
+const CLAIM_RELEASE_RECHECK: Duration = Duration::from_secs(1);
 
 struct Controller {
     client: Client,
@@ -213,8 +215,36 @@ impl Controller {
             self.manage(&set, &by_ordinal, &current, &update, &pods_api)
                 .await?;
         }
-        self.write_status(&set, &by_ordinal, &current_name, &update_name)
-            .await
+        let again = self
+            .write_status(&set, &by_ordinal, &current_name, &update_name)
+            .await?;
+        let waiting = ordinal_range(&set).any(|ordinal| {
+            !by_ordinal.contains_key(&ordinal)
+                && self.claims_being_released(&set, &format!("{name}-{ordinal}"))
+        });
+        Ok(if waiting {
+            Some(again.map_or(CLAIM_RELEASE_RECHECK, |d| d.min(CLAIM_RELEASE_RECHECK)))
+        } else {
+            again
+        })
+    }
+
+    /// True when a claim of the (missing) pod still names an earlier pod as its owner: the
+    /// garbage collector is about to delete it (whenScaled=Delete), so the pod waits for it
+    /// to go rather than start on a claim that is going away.
+    fn claims_being_released(&self, set: &StatefulSet, pod_name: &str) -> bool {
+        let namespace = set.metadata.namespace.clone().unwrap_or_default();
+        claim_names(set, pod_name).iter().any(|name| {
+            self.claims
+                .get(&ObjectRef::new(name).within(&namespace))
+                .is_some_and(|c| {
+                    c.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.kind == "Pod")
+                })
+        })
     }
 
     /// One step toward the spec, in kube's order.
@@ -237,6 +267,18 @@ impl Controller {
             .unwrap_or(0);
         for ordinal in range.clone() {
             match pods.get(&ordinal) {
+                None if self.claims_being_released(
+                    set,
+                    &format!(
+                        "{}-{ordinal}",
+                        set.metadata.name.as_deref().unwrap_or_default()
+                    ),
+                ) =>
+                {
+                    if ordered {
+                        return Ok(());
+                    }
+                }
                 None => {
                     let use_current = current.metadata.name != update.metadata.name
                         && (on_delete || ordinal < range.start.saturating_add(partition));

@@ -1412,6 +1412,11 @@ fn statefulset_claim_retention_and_start_ordinal() {
         (names == ["db-5", "db-6", "db-7"] && ready_count(&api, "app=db") == 3).then_some(())
     });
     assert_eq!(claim_names(&api), ["data-db-5", "data-db-6", "data-db-7"]);
+    let table = api.ok(&["get", "pvc", "data-db-5"], None);
+    assert!(
+        table.contains("STATUS") && table.contains("STORAGECLASS") && table.contains("Pending"),
+        "{table}"
+    );
     let pod = json_of(&api, &["get", "pod", "db-6"]);
     assert_eq!(
         pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"],
@@ -1434,6 +1439,15 @@ fn statefulset_claim_retention_and_start_ordinal() {
     let mut names: Vec<String> = pods_of(&api, "app=db").iter().map(name_of).collect();
     names.sort();
     assert_eq!(names, ["db-5", "db-6"]);
+    // Back up: db-7 returns with a fresh claim of its own.
+    api.ok(&["scale", "sts", "db", "--replicas=3"], None);
+    poll("db-7 and data-db-7 again", Duration::from_secs(30), || {
+        play_kubelet(&api, "app=db", true, 3);
+        let back = pods_of(&api, "app=db").iter().any(|p| name_of(p) == "db-7");
+        (back && claim_names(&api).len() == 3).then_some(())
+    });
+    let claim = json_of(&api, &["get", "pvc", "data-db-7"]);
+    assert!(claim["metadata"]["ownerReferences"].is_null(), "{claim}");
 
     // Deleting the set (whenDeleted=Retain) takes the pods and keeps the claims.
     api.ok(&["delete", "sts", "db", "--wait=false"], None);
@@ -1441,7 +1455,7 @@ fn statefulset_claim_retention_and_start_ordinal() {
         play_kubelet(&api, "app=db", true, 0);
         pods_of(&api, "app=db").is_empty().then_some(())
     });
-    assert_eq!(claim_names(&api), ["data-db-5", "data-db-6"]);
+    assert_eq!(claim_names(&api), ["data-db-5", "data-db-6", "data-db-7"]);
 
     // whenDeleted=Delete: the set owns its claims, and they go with it.
     let cache = CLAIMED_SET
@@ -1472,5 +1486,5 @@ fn statefulset_claim_retention_and_start_ordinal() {
             (!claim_names(&api).contains(&"data-cache-5".to_string())).then_some(())
         },
     );
-    assert_eq!(claim_names(&api), ["data-db-5", "data-db-6"]);
+    assert_eq!(claim_names(&api), ["data-db-5", "data-db-6", "data-db-7"]);
 }
