@@ -13,6 +13,10 @@
 //! allows. A node Ready again leaves the queue and loses both taints; a node switching between
 //! False and Unknown has its NoExecute taint swapped at once. When every zone is fully
 //! disrupted no node is tainted and the NoExecute taints are removed.
+//!
+//! Deviations from kube: each pass settles the zone states before it queues nodes (kube queues
+//! from the Ready status it saw before updating it, one pass late, to the same effect); there
+//! is no separate `--node-startup-grace-period`.
 
 mod disruption;
 mod rate_limited_queue;

@@ -145,6 +145,15 @@ fn pod_ref(pod: &Pod) -> OwnerReference {
     }
 }
 
+/// The set's reference on its claims (whenDeleted=Delete): a controller reference that does
+/// not block the set's deletion, so the claims go after the set (and its pods), not before.
+fn claim_set_ref(set: &StatefulSet) -> OwnerReference {
+    OwnerReference {
+        block_owner_deletion: Some(false),
+        ..controller_ref("apps/v1", "StatefulSet", &set.metadata)
+    }
+}
+
 /// The names of a pod's claims: `<template>-<pod>`.
 fn claim_names(set: &StatefulSet, pod_name: &str) -> Vec<String> {
     set.spec
@@ -448,7 +457,7 @@ impl Controller {
         {
             labels.insert(k, v);
         }
-        let set_ref = controller_ref("apps/v1", "StatefulSet", &set.metadata);
+        let set_ref = claim_set_ref(set);
         let not_yet = OwnerReference {
             name: pod_name.to_string(),
             ..pod_ref(&Pod::default())
@@ -503,7 +512,7 @@ impl Controller {
         let namespace = set.metadata.namespace.clone().unwrap_or_default();
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
-        let set_ref = controller_ref("apps/v1", "StatefulSet", &set.metadata);
+        let set_ref = claim_set_ref(set);
         let policy = set
             .spec
             .as_ref()
