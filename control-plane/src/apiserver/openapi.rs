@@ -82,6 +82,7 @@ fn builtin_kinds() -> Vec<KindSchema> {
         kind::<core::LimitRange>(),
         kind::<core::Namespace>(),
         kind::<core::Node>(),
+        kind::<core::PersistentVolumeClaim>(),
         kind::<core::Pod>(),
         kind::<core::ResourceQuota>(),
         kind::<core::Secret>(),

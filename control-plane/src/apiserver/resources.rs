@@ -185,6 +185,7 @@ const BUILTINS: &[Builtin] = &[
     b("", "v1", "limitranges", "limitrange", "LimitRange", NS, &["limits"], NONE, CRUD, NONE),
     b("", "v1", "namespaces", "namespace", "Namespace", CLUSTER, &["ns"], NONE, CRUD_NO_COLLECTION, &["finalize", "status"]),
     b("", "v1", "nodes", "node", "Node", CLUSTER, &["no"], NONE, CRUD, &["proxy", "status"]),
+    b("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", NS, &["pvc"], NONE, CRUD, &["status"]),
     b("", "v1", "pods", "pod", "Pod", NS, &["po"], ALL, CRUD,
       &["attach", "binding", "ephemeralcontainers", "eviction", "exec", "log", "portforward", "proxy", "status"]),
     b("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", NS, &["quota"], NONE, CRUD, &["status"]),

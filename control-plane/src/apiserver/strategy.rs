@@ -46,6 +46,9 @@ pub fn prepare_for_create(resource: &ResourceInfo, object: &mut Value) {
         ("", "Namespace") => {
             object["status"] = json!({"phase": "Active"});
         }
+        ("", "PersistentVolumeClaim") => {
+            object["status"] = json!({"phase": "Pending"});
+        }
         ("batch", "Job") => {
             let uid = objects::meta_str(object, "uid").to_string();
             defaults::generate_job_selector(object, &uid);

@@ -875,6 +875,40 @@ fn lease_cells(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     simple(|o| vec![text(o, &["spec", "holderIdentity"]).into()])(o, now)
 }
 
+/// kube's PVC columns; access modes abbreviated (RWO, ROX, RWX, RWOP).
+fn pvc_cells(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let modes: Vec<&str> = at(o, &["status", "accessModes"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|m| match m {
+            "ReadWriteOnce" => "RWO",
+            "ReadOnlyMany" => "ROX",
+            "ReadWriteMany" => "RWX",
+            "ReadWriteOncePod" => "RWOP",
+            other => other,
+        })
+        .collect();
+    let capacity = text(o, &["status", "capacity", "storage"]);
+    let class = text(o, &["spec", "storageClassName"]);
+    let attributes = match text(o, &["spec", "volumeAttributesClassName"]) {
+        "" => "<unset>",
+        c => c,
+    };
+    vec![
+        name(o),
+        text(o, &["status", "phase"]).into(),
+        text(o, &["spec", "volumeName"]).into(),
+        capacity.into(),
+        modes.join(",").into(),
+        class.into(),
+        attributes.into(),
+        age(o, now),
+        text(o, &["spec", "volumeMode"]).into(),
+    ]
+}
+
 fn runtimeclass_cells(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     simple(|o| vec![text(o, &["handler"]).into()])(o, now)
 }
@@ -972,6 +1006,9 @@ const PRINTERS: &[Printer] = &[
     p("", "endpoints", &[("Name", "string", 0), ("Endpoints", "string", 0), ("Age", "string", 0)], endpoints_cells),
     p("", "events", EVENT_COLUMNS, event_cells),
     p("", "limitranges", CREATED_AT, created_at_cells),
+    p("", "persistentvolumeclaims", &[("Name", "string", 0), ("Status", "string", 0), ("Volume", "string", 0),
+        ("Capacity", "string", 0), ("Access Modes", "string", 0), ("StorageClass", "string", 0),
+        ("VolumeAttributesClass", "string", 0), ("Age", "string", 0), ("VolumeMode", "string", 1)], pvc_cells),
     p("apps", "deployments", &[("Name", "string", 0), ("Ready", "string", 0), ("Up-to-date", "integer", 0),
         ("Available", "integer", 0), ("Age", "string", 0), WORKLOAD_WIDE[0], WORKLOAD_WIDE[1], WORKLOAD_WIDE[2]], deployment_cells),
     p("apps", "replicasets", &[("Name", "string", 0), ("Desired", "integer", 0), ("Current", "integer", 0),

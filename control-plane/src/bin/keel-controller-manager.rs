@@ -29,6 +29,22 @@ struct Flags {
     /// How long a node may go without renewing its Lease before it is marked NotReady/Unknown.
     #[arg(long, default_value = "40s", value_parser = keel_control_plane::duration_flag::parse)]
     node_monitor_grace_period: Duration,
+    /// Nodes per second whose pods are evicted (NoExecute-tainted) when their zone is healthy,
+    /// or fully disrupted while other zones are not.
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
+    /// Nodes per second whose pods are evicted when their zone is partially disrupted (only
+    /// for zones larger than --large-cluster-size-threshold; smaller ones stop).
+    #[arg(long, default_value_t = 0.01)]
+    secondary_node_eviction_rate: f64,
+    /// Zones with more nodes than this use --secondary-node-eviction-rate when partially
+    /// disrupted; smaller zones stop evicting.
+    #[arg(long, default_value_t = 50)]
+    large_cluster_size_threshold: u32,
+    /// The share of not Ready nodes (at least 3 of them) that makes a zone partially
+    /// disrupted.
+    #[arg(long, default_value_t = 0.55)]
+    unhealthy_zone_threshold: f64,
     /// The CA certificate (PEM) that signs kubelet certificates.
     #[arg(long)]
     cluster_signing_cert_file: Option<PathBuf>,
@@ -53,6 +69,19 @@ fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     keel_control_plane::logging::init(&flags.log_level).map_err(anyhow::Error::msg)?;
     let selected = controllers::select(&flags.controllers).map_err(anyhow::Error::msg)?;
+    for (flag, value) in [
+        ("--node-eviction-rate", flags.node_eviction_rate),
+        (
+            "--secondary-node-eviction-rate",
+            flags.secondary_node_eviction_rate,
+        ),
+        ("--unhealthy-zone-threshold", flags.unhealthy_zone_threshold),
+    ] {
+        anyhow::ensure!(
+            value.is_finite() && value >= 0.0,
+            "{flag}: {value} must be a number >= 0"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -69,6 +98,10 @@ fn main() -> anyhow::Result<()> {
             client: client.clone(),
             config: ControllerConfig {
                 node_monitor_grace_period: flags.node_monitor_grace_period,
+                node_eviction_rate: flags.node_eviction_rate,
+                secondary_node_eviction_rate: flags.secondary_node_eviction_rate,
+                large_cluster_size_threshold: flags.large_cluster_size_threshold,
+                unhealthy_zone_threshold: flags.unhealthy_zone_threshold,
                 cluster_signing_cert_file: flags.cluster_signing_cert_file,
                 cluster_signing_key_file: flags.cluster_signing_key_file,
                 root_ca_file: flags.root_ca_file,

@@ -46,6 +46,17 @@ pub struct Context {
 pub struct ControllerConfig {
     /// How long a node may go without renewing its Lease before it is marked Unknown.
     pub node_monitor_grace_period: Duration,
+    /// Nodes per second that get their NoExecute taint in a healthy zone
+    /// (`--node-eviction-rate`).
+    pub node_eviction_rate: f64,
+    /// Nodes per second in a large zone in partial disruption (`--secondary-node-eviction-rate`).
+    pub secondary_node_eviction_rate: f64,
+    /// Zones with more nodes than this keep the secondary rate in partial disruption; smaller
+    /// ones stop (`--large-cluster-size-threshold`).
+    pub large_cluster_size_threshold: u32,
+    /// The share of not Ready nodes (at least 3) that makes a zone partially disrupted
+    /// (`--unhealthy-zone-threshold`).
+    pub unhealthy_zone_threshold: f64,
     /// PEM files of the CA that signs kubelet certificates (`--cluster-signing-*-file`).
     pub cluster_signing_cert_file: Option<std::path::PathBuf>,
     pub cluster_signing_key_file: Option<std::path::PathBuf>,
@@ -62,6 +73,10 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         ControllerConfig {
             node_monitor_grace_period: Duration::from_secs(40),
+            node_eviction_rate: 0.1,
+            secondary_node_eviction_rate: 0.01,
+            large_cluster_size_threshold: 50,
+            unhealthy_zone_threshold: 0.55,
             cluster_signing_cert_file: None,
             cluster_signing_key_file: None,
             root_ca_file: None,

@@ -1,10 +1,14 @@
-//! The StatefulSet controller ("statefulset"): pods with stable names `<set>-<ordinal>`,
-//! created in order and each waited for until Running and Ready (OrderedReady) or all at once
-//! (Parallel), removed from the highest ordinal down; RollingUpdate from the highest ordinal
-//! down to the partition, or OnDelete; ControllerRevisions with the `controller-revision-hash`
-//! label on pods; a PersistentVolumeClaim `<claim>-<set>-<ordinal>` per volumeClaimTemplate
-//! when the apiserver serves them (an event says so when it does not); the status counts and
-//! current/update revisions.
+//! The StatefulSet controller ("statefulset"): pods with stable names `<set>-<ordinal>` for
+//! ordinals `spec.ordinals.start` .. start + replicas, created in order and each waited for
+//! until Running and Ready (OrderedReady) or all at once (Parallel), removed from the highest
+//! ordinal down; RollingUpdate from the highest ordinal down to the partition, or OnDelete;
+//! ControllerRevisions with the `controller-revision-hash` label on pods; a
+//! PersistentVolumeClaim `<claim>-<set>-<ordinal>` per volumeClaimTemplate, created before its
+//! pod and never deleted by the controller itself: `persistentVolumeClaimRetentionPolicy`
+//! only sets the claim's owners (`retention`) and the garbage collector does the rest; the
+//! status counts and current/update revisions.
+
+mod retention;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,8 +18,8 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use serde_json::json;
@@ -34,11 +38,15 @@ const COMPONENT: &str = "statefulset-controller";
 pub const REVISION_HASH: &str = "controller-revision-hash";
 const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+/// How soon a set waiting for a released claim to go looks again.
+const CLAIM_RELEASE_RECHECK: Duration = Duration::from_secs(1);
 
 struct Controller {
     client: Client,
     sets: Store<StatefulSet>,
     pods: Store<Pod>,
+    /// A cache only: a claim missing here is read from the apiserver before acting on it.
+    claims: Store<PersistentVolumeClaim>,
     events: EventRecorder,
 }
 
@@ -58,6 +66,10 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
                 q.add(format!("{namespace}/{}", owner.name));
             }
         });
+    let (claims, claims_informer) = work_queue::informer(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        |_: &PersistentVolumeClaim| {},
+    );
     let ready = Box::pin(work_queue::all_ready(vec![
         work_queue::ready_of(&sets),
         work_queue::ready_of(&pods),
@@ -66,12 +78,17 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
         client: client.clone(),
         sets,
         pods,
+        claims,
         events: EventRecorder::new(client, COMPONENT),
     });
     work_queue::run_controller(
         "statefulset",
         queue,
-        vec![Box::pin(sets_informer), Box::pin(pods_informer)],
+        vec![
+            Box::pin(sets_informer),
+            Box::pin(pods_informer),
+            Box::pin(claims_informer),
+        ],
         ready,
         shutdown,
         |key| {
@@ -103,6 +120,50 @@ fn terminating(pod: &Pod) -> bool {
 
 fn revision_label(pod: &Pod) -> Option<String> {
     labels_of(&pod.metadata).get(REVISION_HASH).cloned()
+}
+
+/// The ordinals the set wants: `spec.ordinals.start` .. start + replicas.
+fn ordinal_range(set: &StatefulSet) -> std::ops::Range<i32> {
+    let spec = set.spec.as_ref();
+    let start = spec
+        .and_then(|s| s.ordinals.as_ref())
+        .and_then(|o| o.start)
+        .unwrap_or(0)
+        .max(0);
+    let replicas = spec.and_then(|s| s.replicas).unwrap_or(1).max(0);
+    start..start.saturating_add(replicas)
+}
+
+fn pod_ref(pod: &Pod) -> OwnerReference {
+    OwnerReference {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        controller: None,
+        block_owner_deletion: None,
+    }
+}
+
+/// The set's reference on its claims (whenDeleted=Delete): a controller reference that does
+/// not block the set's deletion, so the claims go after the set (and its pods), not before.
+fn claim_set_ref(set: &StatefulSet) -> OwnerReference {
+    OwnerReference {
+        block_owner_deletion: Some(false),
+        ..controller_ref("apps/v1", "StatefulSet", &set.metadata)
+    }
+}
+
+/// The names of a pod's claims: `<template>-<pod>`.
+fn claim_names(set: &StatefulSet, pod_name: &str) -> Vec<String> {
+    set.spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.metadata.name.as_deref())
+        .map(|claim| format!("{claim}-{pod_name}"))
+        .collect()
 }
 
 impl Controller {
@@ -163,8 +224,36 @@ impl Controller {
             self.manage(&set, &by_ordinal, &current, &update, &pods_api)
                 .await?;
         }
-        self.write_status(&set, &by_ordinal, &current_name, &update_name)
-            .await
+        let again = self
+            .write_status(&set, &by_ordinal, &current_name, &update_name)
+            .await?;
+        let waiting = ordinal_range(&set).any(|ordinal| {
+            !by_ordinal.contains_key(&ordinal)
+                && self.claims_being_released(&set, &format!("{name}-{ordinal}"))
+        });
+        Ok(if waiting {
+            Some(again.map_or(CLAIM_RELEASE_RECHECK, |d| d.min(CLAIM_RELEASE_RECHECK)))
+        } else {
+            again
+        })
+    }
+
+    /// True when a claim of the (missing) pod still names an earlier pod as its owner: the
+    /// garbage collector is about to delete it (whenScaled=Delete), so the pod waits for it
+    /// to go rather than start on a claim that is going away.
+    fn claims_being_released(&self, set: &StatefulSet, pod_name: &str) -> bool {
+        let namespace = set.metadata.namespace.clone().unwrap_or_default();
+        claim_names(set, pod_name).iter().any(|name| {
+            self.claims
+                .get(&ObjectRef::new(name).within(&namespace))
+                .is_some_and(|c| {
+                    c.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.kind == "Pod")
+                })
+        })
     }
 
     /// One step toward the spec, in kube's order.
@@ -177,7 +266,7 @@ impl Controller {
         pods_api: &Api<Pod>,
     ) -> Result<(), SyncError> {
         let spec = set.spec.clone().unwrap_or_default();
-        let replicas = spec.replicas.unwrap_or(1);
+        let range = ordinal_range(set);
         let ordered = spec.pod_management_policy.as_deref() != Some("Parallel");
         let strategy = spec.update_strategy.clone().unwrap_or_default();
         let on_delete = strategy.type_.as_deref() == Some("OnDelete");
@@ -185,11 +274,23 @@ impl Controller {
             .rolling_update
             .and_then(|r| r.partition)
             .unwrap_or(0);
-        for ordinal in 0..replicas {
+        for ordinal in range.clone() {
             match pods.get(&ordinal) {
+                None if self.claims_being_released(
+                    set,
+                    &format!(
+                        "{}-{ordinal}",
+                        set.metadata.name.as_deref().unwrap_or_default()
+                    ),
+                ) =>
+                {
+                    if ordered {
+                        return Ok(());
+                    }
+                }
                 None => {
                     let use_current = current.metadata.name != update.metadata.name
-                        && (on_delete || ordinal < partition);
+                        && (on_delete || ordinal < range.start.saturating_add(partition));
                     let revision = if use_current { current } else { update };
                     self.create_pod(set, ordinal, revision, pods_api).await?;
                     if ordered {
@@ -203,14 +304,22 @@ impl Controller {
                     }
                 }
                 Some(pod) => {
+                    if !terminating(pod) {
+                        self.sync_claim_owners(set, pod, false).await?;
+                    }
                     if ordered && (terminating(pod) || !running_and_ready(pod)) {
                         return Ok(());
                     }
                 }
             }
         }
-        // Condemned pods, highest ordinal first.
-        let condemned: Vec<&Arc<Pod>> = pods.range(replicas..).rev().map(|(_, p)| p).collect();
+        // Condemned pods (outside the ordinal range), highest ordinal first.
+        let condemned: Vec<&Arc<Pod>> = pods
+            .iter()
+            .rev()
+            .filter(|(ordinal, _)| !range.contains(ordinal))
+            .map(|(_, p)| p)
+            .collect();
         for pod in &condemned {
             if terminating(pod) {
                 if ordered {
@@ -228,6 +337,9 @@ impl Controller {
                     return Ok(());
                 }
             }
+            // The claims get their new owners before the pod goes, so that whenScaled=Delete
+            // hands them to the garbage collector with it.
+            self.sync_claim_owners(set, pod, true).await?;
             self.delete_pod(set, pod, pods_api).await?;
             if ordered {
                 return Ok(());
@@ -237,7 +349,9 @@ impl Controller {
             return Ok(());
         }
         let update_name = update.metadata.name.clone();
-        for ordinal in (partition.max(0)..replicas).rev() {
+        // The partition counts from the first ordinal, as kube's does.
+        let updatable = range.start.saturating_add(partition.max(0))..range.end;
+        for ordinal in updatable.rev() {
             let Some(pod) = pods.get(&ordinal) else {
                 return Ok(());
             };
@@ -343,12 +457,23 @@ impl Controller {
         {
             labels.insert(k, v);
         }
+        let set_ref = claim_set_ref(set);
+        let not_yet = OwnerReference {
+            name: pod_name.to_string(),
+            ..pod_ref(&Pod::default())
+        };
+        let policy = set
+            .spec
+            .as_ref()
+            .and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
+        let owners = retention::wanted_owners(&[], policy, &set_ref, &not_yet, false);
         let claim = PersistentVolumeClaim {
             metadata: ObjectMeta {
                 name: Some(claim_name.to_string()),
                 namespace: Some(namespace),
                 labels: Some(labels),
                 annotations: template.metadata.annotations.clone(),
+                owner_references: owners,
                 ..Default::default()
             },
             spec: template.spec.clone(),
@@ -373,6 +498,56 @@ impl Controller {
                     .await;
             }
         }
+    }
+
+    /// Gives the pod's claims the owners the retention policy wants (`scaled_down`: the pod's
+    /// ordinal is outside the range). A claim that does not exist is left alone; a condemned
+    /// pod's claims are read from the apiserver, not the cache, so none is missed.
+    async fn sync_claim_owners(
+        &self,
+        set: &StatefulSet,
+        pod: &Pod,
+        scaled_down: bool,
+    ) -> Result<(), SyncError> {
+        let namespace = set.metadata.namespace.clone().unwrap_or_default();
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
+        let set_ref = claim_set_ref(set);
+        let policy = set
+            .spec
+            .as_ref()
+            .and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
+        for name in claim_names(set, &pod_name) {
+            let cached = self.claims.get(&ObjectRef::new(&name).within(&namespace));
+            let claim = match cached {
+                Some(claim) if !scaled_down => (*claim).clone(),
+                _ => match api.get_opt(&name).await {
+                    Ok(Some(claim)) => claim,
+                    Ok(None) => continue,
+                    Err(kube::Error::Api(s)) if s.code == 404 => continue,
+                    Err(error) => return Err(error.into()),
+                },
+            };
+            let current = claim.metadata.owner_references.clone().unwrap_or_default();
+            let Some(owners) =
+                retention::wanted_owners(&current, policy, &set_ref, &pod_ref(pod), scaled_down)
+            else {
+                continue;
+            };
+            let patch = json!({"metadata": {
+                "ownerReferences": owners,
+                "resourceVersion": claim.metadata.resource_version,
+            }});
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
     }
 
     async fn delete_pod(

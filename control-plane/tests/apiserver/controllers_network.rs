@@ -356,6 +356,52 @@ fn renew_lease(api: &TestApiserver, node: &str) {
     );
 }
 
+/// The kubelets of `nodes`, as far as heartbeats go: their Leases renewed every 500 ms from
+/// a thread, until dropped.
+struct Heartbeats {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeats {
+    fn start(api: &TestApiserver, nodes: &[&str]) -> Heartbeats {
+        use std::sync::atomic::Ordering;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let kubeconfig = api.kubeconfig.clone();
+        let nodes: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                for node in &nodes {
+                    let patch = format!(r#"{{"spec":{{"renewTime":"{}"}}}}"#, now_micro());
+                    let _ = std::process::Command::new("kubectl")
+                        .arg("--kubeconfig")
+                        .arg(&kubeconfig)
+                        .args(["--request-timeout=5s", "patch", "lease", node])
+                        .args(["-n", "kube-node-lease", "--type=merge", "-p", &patch])
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status();
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        Heartbeats {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 fn post_ready(api: &TestApiserver, node: &str) {
     let now = now_rfc3339();
     let patch = format!(
@@ -417,6 +463,15 @@ fn silent_node_is_tainted_and_its_pods_evicted() {
     api.ok(&["create", "-f", "-"], Some(&node_manifest(node, "zone-a")));
     api.ok(&["create", "-f", "-"], Some(&lease_manifest(node)));
     post_ready(&api, node);
+    // A healthy node in another zone: with every node down the controller would evict nothing
+    // (master disruption).
+    api.ok(
+        &["create", "-f", "-"],
+        Some(&node_manifest("n-fine", "zone-b")),
+    );
+    api.ok(&["create", "-f", "-"], Some(&lease_manifest("n-fine")));
+    post_ready(&api, "n-fine");
+    let _fine = Heartbeats::start(&api, &["n-fine"]);
     let toleration = |seconds: &str| {
         format!(
             "  tolerations:\n  - key: node.kubernetes.io/unreachable\n    operator: Exists\n    effect: NoExecute\n{seconds}"
@@ -550,6 +605,151 @@ fn silent_node_is_tainted_and_its_pods_evicted() {
         forever["metadata"]["deletionTimestamp"].is_null(),
         "{forever}"
     );
+}
+
+/// A pod that does not tolerate the NoExecute taints (its toleration wants a value they do
+/// not have, which keeps the DefaultTolerationSeconds admission from adding 300 s ones).
+fn intolerant_pod(name: &str, node: &str) -> String {
+    pod_manifest(
+        name,
+        node,
+        "{app: zoned}",
+        "  tolerations:\n  - key: node.kubernetes.io/unreachable\n    operator: Equal\n    value: never\n    effect: NoExecute\n",
+    )
+}
+
+fn add_node_with_pod(api: &TestApiserver, node: &str, zone: &str) {
+    api.ok(&["create", "-f", "-"], Some(&node_manifest(node, zone)));
+    api.ok(&["create", "-f", "-"], Some(&lease_manifest(node)));
+    post_ready(api, node);
+    let pod = format!("{node}-pod");
+    api.ok(&["create", "-f", "-"], Some(&intolerant_pod(&pod, node)));
+    set_pod_status(api, &pod, "10.3.0.1", true);
+}
+
+/// `key:effect` → timeAdded of every NoExecute taint, by node.
+fn no_execute_taints(
+    api: &TestApiserver,
+) -> Vec<(String, String, Option<chrono::DateTime<chrono::Utc>>)> {
+    let nodes = json_of(api, &["get", "nodes"]);
+    let mut found = Vec::new();
+    for node in nodes["items"].as_array().into_iter().flatten() {
+        for taint in node["spec"]["taints"].as_array().into_iter().flatten() {
+            if taint["effect"] == "NoExecute" {
+                let added = taint["timeAdded"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc));
+                found.push((
+                    node["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    taint["key"].as_str().unwrap_or("").to_string(),
+                    added,
+                ));
+            }
+        }
+    }
+    found
+}
+
+fn ready_of(node: &Value) -> String {
+    node["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned())
+        .map(|r| r["status"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn zone_disruption_limits_evictions() {
+    if !require_kubectl("zone_disruption_limits_evictions") {
+        return;
+    }
+    let api = TestApiserver::start();
+    for node in ["a1", "a2", "a3"] {
+        add_node_with_pod(&api, node, "zone-a");
+    }
+    let config = ControllerConfig {
+        node_monitor_grace_period: Duration::from_secs(3),
+        node_eviction_rate: 0.5,
+        ..ControllerConfig::default()
+    };
+    let _controllers = start_controllers(
+        &api,
+        &["nodelifecycle", "taint-eviction-controller"],
+        config,
+    );
+
+    // Every node of the only zone loses its Lease: full disruption everywhere, so nothing is
+    // tainted NoExecute and nothing is evicted, while the NoSchedule taints still follow.
+    wait_json(&api, &["get", "nodes"], "zone-a to go Unknown", |v| {
+        let nodes = v["items"].as_array().cloned().unwrap_or_default();
+        nodes.len() == 3
+            && nodes.iter().all(|n| {
+                ready_of(n) == "Unknown"
+                    && taint_keys(n)
+                        .contains(&"node.kubernetes.io/unreachable:NoSchedule".to_string())
+            })
+    });
+    let watch_until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < watch_until {
+        let tainted = no_execute_taints(&api);
+        assert!(
+            tainted.is_empty(),
+            "master disruption taints nothing: {tainted:?}"
+        );
+        for pod in ["a1-pod", "a2-pod", "a3-pod"] {
+            assert!(deletion_time(&api, pod).is_none(), "{pod} was evicted");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // zone-b comes up healthy, then one of its three nodes goes silent: zone-b stays Normal
+    // and its lost node is evicted; zone-a, fully disrupted while another zone is fine, is
+    // evicted at the normal rate, one node every 2 s.
+    let _kubelets = Heartbeats::start(&api, &["b1", "b2"]);
+    for node in ["b1", "b2", "b3"] {
+        add_node_with_pod(&api, node, "zone-b");
+    }
+    let evicted = |pod: &str| {
+        deletion_time(&api, pod).is_some()
+            || !api.kubectl(&["get", "pod", pod], None).status.success()
+    };
+    wait_for_kubectl(&api, &["get", "pods"], "b3-pod to be evicted", |_| {
+        evicted("b3-pod")
+    });
+    wait_for_kubectl(
+        &api,
+        &["get", "pods"],
+        "zone-a's pods to be evicted",
+        |_| ["a1-pod", "a2-pod", "a3-pod"].iter().all(|p| evicted(p)),
+    );
+    let tainted = no_execute_taints(&api);
+    let zone_a: Vec<chrono::DateTime<chrono::Utc>> = tainted
+        .iter()
+        .filter(|(node, key, _)| node.starts_with('a') && key == "node.kubernetes.io/unreachable")
+        .filter_map(|(_, _, added)| *added)
+        .collect();
+    assert_eq!(zone_a.len(), 3, "{tainted:?}");
+    let spread = zone_a
+        .iter()
+        .max()
+        .zip(zone_a.iter().min())
+        .map(|(l, f)| (*l - *f).num_seconds());
+    assert!(
+        spread.is_some_and(|s| s >= 3),
+        "zone-a's three taints at 0.5 nodes/s span about 4 s: {tainted:?}"
+    );
+    assert!(
+        !tainted
+            .iter()
+            .any(|(node, _, _)| node == "b1" || node == "b2"),
+        "{tainted:?}"
+    );
+    for pod in ["b1-pod", "b2-pod"] {
+        assert!(!evicted(pod), "{pod} on a healthy node was evicted");
+    }
+    let b = json_of(&api, &["get", "node", "b1"]);
+    assert_eq!(ready_of(&b), "True", "{b}");
 }
 
 /// A kubeconfig for a user with a client certificate from the cluster CA.

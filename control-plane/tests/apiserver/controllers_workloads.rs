@@ -22,7 +22,16 @@ fn run_controllers(
     client: kube::Client,
     token: tokio_util::sync::CancellationToken,
 ) -> impl std::future::Future<Output = ()> {
-    let names: Vec<String> = WORKLOAD_CONTROLLERS.iter().map(|s| s.to_string()).collect();
+    run_named(WORKLOAD_CONTROLLERS, client, token)
+}
+
+/// The named controllers with the default configuration.
+fn run_named(
+    names: &[&str],
+    client: kube::Client,
+    token: tokio_util::sync::CancellationToken,
+) -> impl std::future::Future<Output = ()> + use<> {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     async move {
         let selected = controllers::select(&names).expect("known controllers");
         let context = Arc::new(Context {
@@ -1011,11 +1020,16 @@ fn statefulset_creates_in_order_and_scales_down_from_the_top() {
         "the StatefulSet status",
         |s| s == format!("3/3/3/3/{revision}/{revision}"),
     );
-    let described = api.ok(&["describe", "sts", "web"], None);
-    assert!(
-        described.contains("does not serve persistentvolumeclaims"),
-        "{described}"
-    );
+    // One claim per pod, made before it, owned by nobody (the default policy retains them).
+    let claims = json_of(&api, &["get", "pvc"]);
+    let mut names: Vec<String> = items(&claims).iter().map(name_of).collect();
+    names.sort();
+    assert_eq!(names, ["data-web-0", "data-web-1", "data-web-2"]);
+    for claim in items(&claims) {
+        assert_eq!(claim["status"]["phase"], "Pending", "{claim}");
+        assert!(claim["metadata"]["ownerReferences"].is_null(), "{claim}");
+        assert_eq!(claim["metadata"]["labels"]["app"], "sts", "{claim}");
+    }
 
     // A rolling update with partition 1: web-2 then web-1 move to the new revision, web-0
     // stays.
@@ -1302,4 +1316,175 @@ fn deployment_scales_proportionally_mid_rollout() {
         (sizes(&api) == (14, 9)).then_some(())
     });
     api.ok(&["delete", "deployment", "wide"], None);
+}
+
+const CLAIMED_SET: &str = "apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+  namespace: default
+spec:
+  serviceName: db
+  replicas: 3
+  podManagementPolicy: Parallel
+  ordinals:
+    start: 5
+  persistentVolumeClaimRetentionPolicy:
+    whenDeleted: Retain
+    whenScaled: Delete
+  selector:
+    matchLabels:
+      app: db
+  template:
+    metadata:
+      labels:
+        app: db
+    spec:
+      containers:
+      - name: app
+        image: registry.example/db:1
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+";
+
+fn claim_names(api: &TestApiserver) -> Vec<String> {
+    let mut names: Vec<String> = items(&json_of(api, &["get", "pvc"]))
+        .iter()
+        .map(name_of)
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn statefulset_claim_retention_and_start_ordinal() {
+    if !require_backend(
+        "statefulset_claim_retention_and_start_ordinal",
+        Backend::Embedded,
+    ) {
+        return;
+    }
+    let api = TestApiserver::start_with(Backend::Embedded);
+    let _controllers = Component::start(&api, |client, token| {
+        run_named(&["statefulset", "garbagecollector"], client, token)
+    });
+
+    // Bad values are refused with kube's field errors.
+    let refused = api.fails(
+        &["create", "-f", "-"],
+        Some(
+            &CLAIMED_SET
+                .replace("start: 5", "start: -1")
+                .replace("whenScaled: Delete", "whenScaled: Sometimes"),
+        ),
+    );
+    assert!(
+        refused
+            .contains("spec.ordinals.start: Invalid value: -1: must be greater than or equal to 0"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains(r#"spec.persistentVolumeClaimRetentionPolicy.whenScaled: Unsupported value: "Sometimes": supported values: "Retain", "Delete""#),
+        "{refused}"
+    );
+    let refused = api.fails(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: bad\nspec:\n  accessModes: [ReadWriteSometimes]\n"),
+    );
+    assert!(
+        refused.contains(r#"spec.accessModes[0]: Unsupported value: "ReadWriteSometimes""#)
+            && refused.contains("spec.resources[storage]: Required value"),
+        "{refused}"
+    );
+
+    // Ordinals 5, 6 and 7, each with its claim; rollout status follows them.
+    api.ok(&["create", "-f", "-"], Some(CLAIMED_SET));
+    poll("db-5, db-6 and db-7", Duration::from_secs(30), || {
+        play_kubelet(&api, "app=db", true, 3);
+        let mut names: Vec<String> = pods_of(&api, "app=db").iter().map(name_of).collect();
+        names.sort();
+        (names == ["db-5", "db-6", "db-7"] && ready_count(&api, "app=db") == 3).then_some(())
+    });
+    assert_eq!(claim_names(&api), ["data-db-5", "data-db-6", "data-db-7"]);
+    let table = api.ok(&["get", "pvc", "data-db-5"], None);
+    assert!(
+        table.contains("STATUS") && table.contains("STORAGECLASS") && table.contains("Pending"),
+        "{table}"
+    );
+    let pod = json_of(&api, &["get", "pod", "db-6"]);
+    assert_eq!(
+        pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"],
+        "6"
+    );
+    let status = api.ok(&["rollout", "status", "sts", "db", "--timeout=30s"], None);
+    assert!(status.contains("roll out complete"), "{status}");
+    let claim = json_of(&api, &["get", "pvc", "data-db-7"]);
+    assert!(
+        claim["metadata"]["ownerReferences"].is_null(),
+        "whenDeleted=Retain leaves claims in range unowned: {claim}"
+    );
+
+    // Scaling down hands db-7's claim to db-7 (whenScaled=Delete): it goes with the pod.
+    api.ok(&["scale", "sts", "db", "--replicas=2"], None);
+    poll("data-db-7 to go", Duration::from_secs(30), || {
+        play_kubelet(&api, "app=db", true, 0);
+        (claim_names(&api) == ["data-db-5", "data-db-6"]).then_some(())
+    });
+    let mut names: Vec<String> = pods_of(&api, "app=db").iter().map(name_of).collect();
+    names.sort();
+    assert_eq!(names, ["db-5", "db-6"]);
+    // Back up: db-7 returns with a fresh claim of its own.
+    api.ok(&["scale", "sts", "db", "--replicas=3"], None);
+    poll("db-7 and data-db-7 again", Duration::from_secs(30), || {
+        play_kubelet(&api, "app=db", true, 3);
+        let back = pods_of(&api, "app=db").iter().any(|p| name_of(p) == "db-7");
+        (back && claim_names(&api).len() == 3).then_some(())
+    });
+    let claim = json_of(&api, &["get", "pvc", "data-db-7"]);
+    assert!(claim["metadata"]["ownerReferences"].is_null(), "{claim}");
+
+    // Deleting the set (whenDeleted=Retain) takes the pods and keeps the claims.
+    api.ok(&["delete", "sts", "db", "--wait=false"], None);
+    poll("db's pods to go", Duration::from_secs(30), || {
+        play_kubelet(&api, "app=db", true, 0);
+        pods_of(&api, "app=db").is_empty().then_some(())
+    });
+    assert_eq!(claim_names(&api), ["data-db-5", "data-db-6", "data-db-7"]);
+
+    // whenDeleted=Delete: the set owns its claims, and they go with it.
+    let cache = CLAIMED_SET
+        .replace("name: db", "name: cache")
+        .replace("app: db", "app: cache")
+        .replace("replicas: 3", "replicas: 1")
+        .replace("whenDeleted: Retain", "whenDeleted: Delete")
+        .replace("whenScaled: Delete", "whenScaled: Retain");
+    api.ok(&["create", "-f", "-"], Some(&cache));
+    let owner = poll(
+        "data-cache-5 owned by the set",
+        Duration::from_secs(30),
+        || {
+            let claim = api.kubectl(&["get", "pvc", "data-cache-5", "-o", "json"], None);
+            let claim: Value = serde_json::from_slice(&claim.stdout).ok()?;
+            claim["metadata"]["ownerReferences"][0]["kind"]
+                .as_str()
+                .map(str::to_string)
+        },
+    );
+    assert_eq!(owner, "StatefulSet");
+    api.ok(&["delete", "sts", "cache", "--wait=false"], None);
+    poll(
+        "data-cache-5 to go with its set",
+        Duration::from_secs(30),
+        || {
+            play_kubelet(&api, "app=cache", true, 0);
+            (!claim_names(&api).contains(&"data-cache-5".to_string())).then_some(())
+        },
+    );
+    assert_eq!(claim_names(&api), ["data-db-5", "data-db-6", "data-db-7"]);
 }

@@ -7,6 +7,7 @@ mod meta;
 mod misc;
 mod pod;
 mod service;
+mod volume_claims;
 mod workloads;
 
 #[cfg(test)]
@@ -31,6 +32,11 @@ const VALIDATORS: &[(&str, &str, KindValidator)] = &[
     ("", "ConfigMap", misc::validate_config_map),
     ("", "Secret", misc::validate_secret),
     ("", "Node", misc::validate_node),
+    (
+        "",
+        "PersistentVolumeClaim",
+        volume_claims::validate_persistent_volume_claim,
+    ),
     ("", "Event", misc::validate_event),
     (
         "",

@@ -794,3 +794,76 @@ fn stateful_set_templates_may_mount_their_claim_templates() {
     sts["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}, "spec": {}}]);
     assert!(messages("apps", "StatefulSet", sts, None).is_empty());
 }
+
+#[test]
+fn stateful_set_ordinals_and_claim_retention() {
+    let mut sts = deployment();
+    sts["spec"]["ordinals"] = json!({"start": -1});
+    sts["spec"]["persistentVolumeClaimRetentionPolicy"] =
+        json!({"whenDeleted": "Delete", "whenScaled": "Sometimes"});
+    assert_eq!(
+        messages("apps", "StatefulSet", sts.clone(), None),
+        [
+            "spec.ordinals.start: Invalid value: -1: must be greater than or equal to 0",
+            "spec.persistentVolumeClaimRetentionPolicy.whenScaled: Unsupported value: \"Sometimes\": supported values: \"Retain\", \"Delete\"",
+        ]
+    );
+    sts["spec"]["ordinals"] = json!({"start": 5});
+    sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] = json!("Delete");
+    assert!(messages("apps", "StatefulSet", sts.clone(), None).is_empty());
+    // Both may change on update.
+    let mut old = sts.clone();
+    apply_defaults("apps", "v1", "StatefulSet", &mut old);
+    let mut changed = old.clone();
+    changed["spec"]["ordinals"] = json!({"start": 2});
+    changed["spec"]["persistentVolumeClaimRetentionPolicy"] =
+        json!({"whenDeleted": "Retain", "whenScaled": "Retain"});
+    assert!(validate("apps", "v1", "StatefulSet", &changed, Some(&old)).is_empty());
+}
+
+fn claim() -> Value {
+    json!({
+        "metadata": {"name": "data", "namespace": "default"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    })
+}
+
+#[test]
+fn persistent_volume_claims() {
+    assert!(messages("", "PersistentVolumeClaim", claim(), None).is_empty());
+    let empty = json!({"metadata": {"name": "data", "namespace": "default"}, "spec": {}});
+    assert_eq!(
+        messages("", "PersistentVolumeClaim", empty, None),
+        [
+            "spec.accessModes: Required value: at least 1 access mode is required",
+            "spec.resources[storage]: Required value",
+        ]
+    );
+    let mut bad = claim();
+    bad["spec"]["accessModes"] = json!(["ReadWriteOncePod", "Sometimes"]);
+    bad["spec"]["volumeMode"] = json!("Tape");
+    bad["spec"]["resources"]["requests"]["storage"] = json!("0");
+    assert_eq!(
+        messages("", "PersistentVolumeClaim", bad, None),
+        [
+            "spec.accessModes[1]: Unsupported value: \"Sometimes\": supported values: \"ReadOnlyMany\", \"ReadWriteMany\", \"ReadWriteOnce\", \"ReadWriteOncePod\"",
+            "spec.accessModes: Forbidden: may not use ReadWriteOncePod with other access modes",
+            "spec.volumeMode: Unsupported value: \"Tape\": supported values: \"Block\", \"Filesystem\"",
+            "spec.resources[storage]: Invalid value: \"0\": must be greater than zero",
+        ]
+    );
+    // The request may grow; the access modes may not change.
+    let mut old = claim();
+    apply_defaults("", "v1", "PersistentVolumeClaim", &mut old);
+    let mut grown = old.clone();
+    grown["spec"]["resources"]["requests"]["storage"] = json!("2Gi");
+    assert!(validate("", "v1", "PersistentVolumeClaim", &grown, Some(&old)).is_empty());
+    grown["spec"]["accessModes"] = json!(["ReadWriteMany"]);
+    let errors = validate("", "v1", "PersistentVolumeClaim", &grown, Some(&old));
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0]
+            .to_string()
+            .starts_with("spec: Forbidden: spec is immutable")
+    );
+}

@@ -15,6 +15,7 @@ const JOB_RESTART_POLICIES: &[&str] = &["OnFailure", "Never"];
 const DEPLOYMENT_STRATEGIES: &[&str] = &["Recreate", "RollingUpdate"];
 const SET_UPDATE_STRATEGIES: &[&str] = &["RollingUpdate", "OnDelete"];
 const POD_MANAGEMENT_POLICIES: &[&str] = &["OrderedReady", "Parallel"];
+const CLAIM_RETENTION_POLICIES: &[&str] = &["Retain", "Delete"];
 const COMPLETION_MODES: &[&str] = &["NonIndexed", "Indexed"];
 const CONCURRENCY_POLICIES: &[&str] = &["Allow", "Forbid", "Replace"];
 /// CronJob names leave room for the 11-character suffix of their Jobs.
@@ -266,6 +267,23 @@ pub(super) fn validate_stateful_set(obj: &Value, old: Option<&Value>, errors: &m
                 "partition",
                 "spec.updateStrategy.rollingUpdate",
                 0,
+            );
+        }
+    }
+    if let Some(ordinals) = spec.get("ordinals").filter(|o| o.is_object()) {
+        check_min(errors, ordinals, "start", "spec.ordinals", 0);
+    }
+    if let Some(retention) = spec
+        .get("persistentVolumeClaimRetentionPolicy")
+        .filter(|r| r.is_object())
+    {
+        for field in ["whenDeleted", "whenScaled"] {
+            check_one_of(
+                errors,
+                retention,
+                field,
+                "spec.persistentVolumeClaimRetentionPolicy",
+                CLAIM_RETENTION_POLICIES,
             );
         }
     }
